@@ -1,0 +1,655 @@
+//! From TOML text to a validated [`Config`], in three passes: toml's own syntax
+//! check; every key against the settings table (collecting all errors and
+//! reporting the one earliest in the file); then checks across keys.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::locate::KeyLines;
+use super::password::PasswordKind;
+use super::settings::{self, parse_value, type_name, Section, SettingValue};
+use super::{
+    AuthType, ClientTlsMode, Config, ConfigError, DatabaseConfig, MetricsConfig, PoolMode,
+    PoolerConfig, ServerTlsMode, TlsConfig, UserConfig,
+};
+
+/// The database name clients use for the admin console.
+pub const ADMIN_DATABASE: &str = "pooler";
+
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let document = text
+        .parse::<toml::Table>()
+        .map_err(|error| syntax_error(&error, text, file))?;
+    let mut reader = Reader {
+        file,
+        lines: KeyLines::scan(text),
+        errors: Vec::new(),
+    };
+    let sections = reader.read_document(&document);
+    reader.earliest_error()?;
+    let config = build(file, &sections).map_err(|message| ConfigError {
+        file: file.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("internal error: {message}"),
+    })?;
+    reader.check_across_keys(&config);
+    reader.earliest_error()?;
+    Ok(config)
+}
+
+fn syntax_error(error: &toml::de::Error, text: &str, file: &Path) -> ConfigError {
+    let position = error.span().map(|span| {
+        let before = text.as_bytes().get(..span.start).unwrap_or(text.as_bytes());
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |newline| newline + 1);
+        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+            .chars()
+            .count()
+            + 1;
+        (line, column)
+    });
+    // toml's messages may span lines ("invalid inline table\nexpected `}`").
+    let message: Vec<&str> = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let message = message.join("; ");
+    ConfigError {
+        file: file.to_path_buf(),
+        line: position.map(|(line, _)| line),
+        key: None,
+        message: match position {
+            Some((_, column)) => format!("invalid TOML at column {column}: {message}"),
+            None => format!("invalid TOML: {message}"),
+        },
+    }
+}
+
+/// The keys given in one table, checked against the settings of its section.
+struct Values {
+    section: Section,
+    given: BTreeMap<&'static str, SettingValue>,
+}
+
+impl Values {
+    fn new(section: Section) -> Values {
+        Values {
+            section,
+            given: BTreeMap::new(),
+        }
+    }
+
+    /// The given value, else the table's default, else `None`.
+    fn value(&self, name: &str) -> Result<Option<SettingValue>, String> {
+        if let Some(value) = self.given.get(name) {
+            return Ok(Some(value.clone()));
+        }
+        settings::find(self.section, name)
+            .ok_or_else(|| format!("{} {name} is not declared", self.section.header()))?
+            .default_value()
+    }
+
+    fn optional<T: FromSetting>(&self, name: &str) -> Result<Option<T>, String> {
+        match self.value(name)? {
+            None => Ok(None),
+            Some(value) => T::from_setting(value)
+                .map(Some)
+                .ok_or_else(|| format!("{} {name} does not fit its field", self.section.header())),
+        }
+    }
+
+    fn required<T: FromSetting>(&self, name: &str) -> Result<T, String> {
+        self.optional(name)?
+            .ok_or_else(|| format!("{} {name} has no default", self.section.header()))
+    }
+}
+
+trait FromSetting: Sized {
+    fn from_setting(value: SettingValue) -> Option<Self>;
+}
+
+macro_rules! from_int_setting {
+    ($($int:ty),+) => {$(
+        impl FromSetting for $int {
+            fn from_setting(value: SettingValue) -> Option<Self> {
+                match value {
+                    SettingValue::Int(n) => <$int>::try_from(n).ok(),
+                    _ => None,
+                }
+            }
+        }
+    )+};
+}
+from_int_setting!(u16, u32, usize);
+
+macro_rules! from_named_setting {
+    ($($named:ty),+) => {$(
+        impl FromSetting for $named {
+            fn from_setting(value: SettingValue) -> Option<Self> {
+                match value {
+                    SettingValue::Str(name) => <$named>::from_name(&name),
+                    _ => None,
+                }
+            }
+        }
+    )+};
+}
+from_named_setting!(PoolMode, AuthType, ClientTlsMode, ServerTlsMode);
+
+impl FromSetting for String {
+    fn from_setting(value: SettingValue) -> Option<Self> {
+        match value {
+            SettingValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl FromSetting for Duration {
+    fn from_setting(value: SettingValue) -> Option<Self> {
+        match value {
+            SettingValue::Duration(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl FromSetting for Vec<String> {
+    fn from_setting(value: SettingValue) -> Option<Self> {
+        match value {
+            SettingValue::List(list) => Some(list),
+            _ => None,
+        }
+    }
+}
+
+impl FromSetting for toml::Table {
+    fn from_setting(value: SettingValue) -> Option<Self> {
+        match value {
+            SettingValue::Table(table) => Some(table),
+            _ => None,
+        }
+    }
+}
+
+/// What the file says, section by section, before it becomes a `Config`.
+struct Sections {
+    pooler: Values,
+    tls: Values,
+    metrics: Values,
+    databases: Vec<(String, Values)>,
+    users: Vec<(String, Values)>,
+}
+
+struct Reader<'a> {
+    file: &'a Path,
+    lines: KeyLines,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn report(&mut self, path: &[&str], message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.lines.line_of(path),
+            key: (!path.is_empty()).then(|| dotted_key(path)),
+            message: message.into(),
+        });
+    }
+
+    /// Reports the error that comes first in the file, as a person fixing the
+    /// file top to bottom would want.
+    fn earliest_error(&mut self) -> Result<(), ConfigError> {
+        self.errors
+            .sort_by_key(|error| error.line.unwrap_or(usize::MAX));
+        match self.errors.drain(..).next() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn read_document(&mut self, document: &toml::Table) -> Sections {
+        let mut sections = Sections {
+            pooler: Values::new(Section::Pooler),
+            tls: Values::new(Section::Tls),
+            metrics: Values::new(Section::Metrics),
+            databases: Vec::new(),
+            users: Vec::new(),
+        };
+        for (name, value) in document {
+            let section = match name.as_str() {
+                "pooler" => Some(Section::Pooler),
+                "tls" => Some(Section::Tls),
+                "metrics" => Some(Section::Metrics),
+                "databases" => {
+                    sections.databases = self.read_named(Section::Database, name, value);
+                    continue;
+                }
+                "users" => {
+                    sections.users = self.read_named(Section::User, name, value);
+                    continue;
+                }
+                _ => None,
+            };
+            match (section, value) {
+                (Some(section), toml::Value::Table(table)) => {
+                    let values = self.read_table(section, &[name], table);
+                    match section {
+                        Section::Tls => sections.tls = values,
+                        Section::Metrics => sections.metrics = values,
+                        _ => sections.pooler = values,
+                    }
+                }
+                (Some(_), other) => self.report(
+                    &[name],
+                    format!("expected a table [{name}], found {}", type_name(other)),
+                ),
+                (None, toml::Value::Table(_)) => self.report(
+                    &[name],
+                    "unknown section; expected [pooler], [tls], [metrics], [databases.NAME] or [users.NAME]",
+                ),
+                (None, _) if settings::find(Section::Pooler, name).is_some() => self.report(
+                    &[name],
+                    "key outside of any section; move it under [pooler]",
+                ),
+                (None, _) => self.report(&[name], "unknown key outside of any section"),
+            }
+        }
+        sections
+    }
+
+    /// `[databases.NAME]` or `[users.NAME]`: a table of tables.
+    fn read_named(
+        &mut self,
+        section: Section,
+        group: &str,
+        value: &toml::Value,
+    ) -> Vec<(String, Values)> {
+        let toml::Value::Table(entries) = value else {
+            self.report(
+                &[group],
+                format!(
+                    "expected tables {}, found {}",
+                    section.header(),
+                    type_name(value)
+                ),
+            );
+            return Vec::new();
+        };
+        let mut named = Vec::new();
+        for (name, entry) in entries {
+            let path = [group, name.as_str()];
+            if name.is_empty() || name.contains('\0') {
+                self.report(&path, "names must be non-empty and without NUL characters");
+                continue;
+            }
+            if section == Section::Database && name == ADMIN_DATABASE {
+                self.report(
+                    &path,
+                    format!(
+                        "\"{ADMIN_DATABASE}\" is the admin console's database; choose another name"
+                    ),
+                );
+                continue;
+            }
+            match entry {
+                toml::Value::Table(table) => {
+                    let values = self.read_table(section, &path, table);
+                    if let Some(SettingValue::Table(auth_query)) = values.given.get("auth_query") {
+                        let auth_query_path = [group, name.as_str(), "auth_query"];
+                        self.read_table(Section::AuthQuery, &auth_query_path, auth_query);
+                    }
+                    named.push((name.clone(), values));
+                }
+                other => self.report(
+                    &path,
+                    format!(
+                        "expected a table {}, found {}",
+                        section.header(),
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        named
+    }
+
+    fn read_table(&mut self, section: Section, path: &[&str], table: &toml::Table) -> Values {
+        let mut values = Values::new(section);
+        for (key, value) in table {
+            let key_path = [path, &[key.as_str()]].concat();
+            let Some(setting) = settings::find(section, key) else {
+                self.report(&key_path, unknown_key_message(section, key));
+                continue;
+            };
+            match parse_value(&setting.kind, value) {
+                Ok(parsed) => {
+                    values.given.insert(setting.name, parsed);
+                }
+                Err(message) => self.report(&key_path, message),
+            }
+        }
+        values
+    }
+
+    fn check_across_keys(&mut self, config: &Config) {
+        self.check_listeners(&config.pooler);
+        self.check_pool_sizes(config);
+        self.check_auth(config);
+        self.check_tls(&config.tls);
+    }
+
+    fn check_listeners(&mut self, pooler: &PoolerConfig) {
+        for address in &pooler.listen_addr {
+            if !is_listen_address(address) {
+                self.report(
+                    &["pooler", "listen_addr"],
+                    format!("{address:?} is not an IP address, a host name or \"*\""),
+                );
+            }
+        }
+        if pooler.listen_addr.is_empty() && pooler.unix_socket_dir.is_empty() {
+            self.report(
+                &["pooler", "listen_addr"],
+                "no listen_addr and no unix_socket_dir: nothing to listen on",
+            );
+        }
+    }
+
+    fn check_pool_sizes(&mut self, config: &Config) {
+        let pooler = &config.pooler;
+        if pooler.min_pool_size > pooler.default_pool_size {
+            self.report(
+                &["pooler", "min_pool_size"],
+                format!(
+                    "min_pool_size = {} is above default_pool_size = {}",
+                    pooler.min_pool_size, pooler.default_pool_size
+                ),
+            );
+        }
+        for database in config.databases.values() {
+            let pool_size = database.pool_size.unwrap_or(pooler.default_pool_size);
+            let min_pool_size = database.min_pool_size.unwrap_or(pooler.min_pool_size);
+            if min_pool_size <= pool_size {
+                continue;
+            }
+            let (key, message) = if database.min_pool_size.is_some() {
+                (
+                    "min_pool_size",
+                    format!("min_pool_size = {min_pool_size} is above the pool size {pool_size}"),
+                )
+            } else {
+                (
+                    "pool_size",
+                    format!(
+                        "pool_size = {pool_size} is below [pooler] min_pool_size = {min_pool_size}"
+                    ),
+                )
+            };
+            self.report(&["databases", &database.name, key], message);
+        }
+    }
+
+    fn check_auth(&mut self, config: &Config) {
+        let auth_type = config.pooler.auth_type;
+        if auth_type == AuthType::Hba && config.pooler.hba_file.is_empty() {
+            self.report(
+                &["pooler", "auth_type"],
+                "auth_type = \"hba\" needs hba_file",
+            );
+        }
+        let any_auth_query = config
+            .databases
+            .values()
+            .any(|database| database.auth_query.is_some());
+        for user in config.users.values() {
+            let path = ["users", user.name.as_str(), "password"];
+            match PasswordKind::of(&user.password) {
+                Err(message) => self.report(&path, message),
+                Ok(PasswordKind::Empty)
+                    if !any_auth_query
+                        && matches!(
+                            auth_type,
+                            AuthType::ScramSha256 | AuthType::Md5 | AuthType::Plain
+                        ) =>
+                {
+                    self.report(
+                        &path,
+                        format!("no password, so this user cannot log in with auth_type = \"{auth_type}\""),
+                    );
+                }
+                Ok(PasswordKind::Md5) if auth_type == AuthType::ScramSha256 => self.report(
+                    &path,
+                    "an md5 hash cannot check a SCRAM login; store the SCRAM secret or the plain password",
+                ),
+                Ok(_) => {}
+            }
+        }
+        for database in config.databases.values() {
+            if database.host.is_empty() {
+                self.report(&["databases", &database.name, "host"], "must not be empty");
+            }
+            let Some(password) = &database.password else {
+                continue;
+            };
+            let path = ["databases", database.name.as_str(), "password"];
+            if database.user.is_none() {
+                self.report(&path, "password is for `user`, which is not set");
+            } else if let Err(message) = PasswordKind::of(password) {
+                self.report(&path, message);
+            }
+        }
+    }
+
+    fn check_tls(&mut self, tls: &TlsConfig) {
+        let mode_path = ["tls", "client_tls_mode"];
+        if tls.client_tls_mode != ClientTlsMode::Disable {
+            for (name, file) in [
+                ("client_tls_cert_file", &tls.client_tls_cert_file),
+                ("client_tls_key_file", &tls.client_tls_key_file),
+            ] {
+                if file.is_empty() {
+                    self.report(
+                        &mode_path,
+                        format!("client_tls_mode = \"{}\" needs {name}", tls.client_tls_mode),
+                    );
+                }
+            }
+        }
+        if matches!(
+            tls.client_tls_mode,
+            ClientTlsMode::VerifyCa | ClientTlsMode::VerifyFull
+        ) && tls.client_tls_ca_file.is_empty()
+        {
+            self.report(
+                &mode_path,
+                format!(
+                    "client_tls_mode = \"{}\" needs client_tls_ca_file",
+                    tls.client_tls_mode
+                ),
+            );
+        }
+        if matches!(
+            tls.server_tls_mode,
+            ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull
+        ) && tls.server_tls_ca_file.is_empty()
+        {
+            self.report(
+                &["tls", "server_tls_mode"],
+                format!(
+                    "server_tls_mode = \"{}\" needs server_tls_ca_file",
+                    tls.server_tls_mode
+                ),
+            );
+        }
+    }
+}
+
+fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
+    let p = &sections.pooler;
+    let configured_workers: usize = p.required("workers")?;
+    let workers = if configured_workers == 0 {
+        std::thread::available_parallelism().map_or(1, |cores| cores.get())
+    } else {
+        configured_workers
+    };
+    let pooler = PoolerConfig {
+        listen_addr: p.required("listen_addr")?,
+        listen_port: p.required("listen_port")?,
+        unix_socket_dir: p.required("unix_socket_dir")?,
+        workers,
+        auth_type: p.required("auth_type")?,
+        hba_file: p.required("hba_file")?,
+        admin_users: p.required("admin_users")?,
+        stats_users: p.required("stats_users")?,
+        pool_mode: p.required("pool_mode")?,
+        default_pool_size: p.required("default_pool_size")?,
+        min_pool_size: p.required("min_pool_size")?,
+        max_client_conn: p.required("max_client_conn")?,
+        max_db_connections: p.required("max_db_connections")?,
+        max_user_connections: p.required("max_user_connections")?,
+        max_prepared_statements: p.required("max_prepared_statements")?,
+        server_reset_query: p.required("server_reset_query")?,
+        server_connect_timeout: p.required("server_connect_timeout")?,
+        query_wait_timeout: p.required("query_wait_timeout")?,
+        client_idle_timeout: p.required("client_idle_timeout")?,
+        idle_transaction_timeout: p.required("idle_transaction_timeout")?,
+        server_idle_timeout: p.required("server_idle_timeout")?,
+        server_lifetime: p.required("server_lifetime")?,
+        log_level: p.required("log_level")?,
+    };
+    let t = &sections.tls;
+    let tls = TlsConfig {
+        client_tls_mode: t.required("client_tls_mode")?,
+        client_tls_cert_file: t.required("client_tls_cert_file")?,
+        client_tls_key_file: t.required("client_tls_key_file")?,
+        client_tls_ca_file: t.required("client_tls_ca_file")?,
+        server_tls_mode: t.required("server_tls_mode")?,
+        server_tls_ca_file: t.required("server_tls_ca_file")?,
+    };
+    let metrics = MetricsConfig {
+        listen: sections.metrics.required("listen")?,
+    };
+    let mut databases = BTreeMap::new();
+    for (name, d) in &sections.databases {
+        let database = DatabaseConfig {
+            name: name.clone(),
+            host: d.required("host")?,
+            port: d.required("port")?,
+            dbname: d.optional("dbname")?.unwrap_or_else(|| name.clone()),
+            user: d.optional("user")?,
+            password: d.optional("password")?,
+            pool_mode: d.optional("pool_mode")?,
+            pool_size: d.optional("pool_size")?,
+            min_pool_size: d.optional("min_pool_size")?,
+            max_db_connections: d.optional("max_db_connections")?,
+            auth_query: d.optional("auth_query")?,
+        };
+        databases.insert(name.clone(), database);
+    }
+    let mut users = BTreeMap::new();
+    for (name, u) in &sections.users {
+        let user = UserConfig {
+            name: name.clone(),
+            password: u.required("password")?,
+            pool_mode: u.optional("pool_mode")?,
+            pool_size: u.optional("pool_size")?,
+            max_user_connections: u.optional("max_user_connections")?,
+        };
+        users.insert(name.clone(), user);
+    }
+    Ok(Config {
+        path: file.to_path_buf(),
+        pooler,
+        tls,
+        metrics,
+        databases,
+        users,
+    })
+}
+
+/// `*`, an IP address, or a host name (resolved when the listener starts).
+fn is_listen_address(address: &str) -> bool {
+    address == "*"
+        || address.parse::<IpAddr>().is_ok()
+        || (address.len() <= 253
+            && address.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
+}
+
+fn unknown_key_message(section: Section, key: &str) -> String {
+    let by_spelling = settings::in_section(section)
+        .map(|setting| (edit_distance(key, setting.name), setting.name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| name);
+    // "port" for listen_port, "reset_query" for server_reset_query.
+    let by_part = || {
+        settings::in_section(section)
+            .map(|setting| setting.name)
+            .find(|name| key.len() >= 4 && name.contains(key))
+    };
+    match by_spelling.or_else(by_part) {
+        Some(name) => format!("unknown key in {}; did you mean {name}?", section.header()),
+        None => {
+            let names: Vec<&str> = settings::in_section(section)
+                .map(|setting| setting.name)
+                .collect();
+            format!(
+                "unknown key in {}; known keys: {}",
+                section.header(),
+                names.join(", ")
+            )
+        }
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            let deletion = previous[j + 1] + 1;
+            let insertion = current[j] + 1;
+            current.push(substitution.min(deletion).min(insertion));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `databases.app.port`, quoting parts that are not bare TOML keys:
+/// `users."weird name".password`.
+pub fn dotted_key(path: &[&str]) -> String {
+    let parts: Vec<String> = path
+        .iter()
+        .map(|part| {
+            let bare = !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if bare {
+                part.to_string()
+            } else {
+                format!("{part:?}")
+            }
+        })
+        .collect();
+    parts.join(".")
+}

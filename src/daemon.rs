@@ -1,0 +1,277 @@
+//! The main thread: load the config, bind listeners, start workers, then wait for signals
+//! (SIGHUP reload, SIGINT drain, SIGTERM stop) and run the janitor between them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::net::{self, Listener};
+use crate::pool::{PoolKey, PoolSpec};
+use crate::snapshot::Snapshot;
+use crate::worker::{Shared, ShutdownMode, Worker, WorkerMsg};
+
+const JANITOR_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub enum StartError {
+    Config(String),
+    Listen(String),
+    Thread(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(m) | StartError::Listen(m) | StartError::Thread(m) => {
+                write!(f, "{m}")
+            }
+        }
+    }
+}
+
+/// Loads and checks a config the way the daemon would, for `--check` and reload.
+pub fn load_snapshot(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    Snapshot::build(config, previous)
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks the handled signals in this thread and every thread it starts later, so they
+/// are only ever taken synchronously by `sigtimedwait` here: no async-signal-safety
+/// concerns anywhere.
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: pthread_sigmask with a valid set.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_signal(timeout: Duration) -> Option<i32> {
+    let set = signal_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: valid set and timespec; a null siginfo pointer is allowed.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}
+
+struct Daemon {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    next_worker: usize,
+    workers: usize,
+    unix_socket: Option<PathBuf>,
+}
+
+pub fn run(path: &Path) -> Result<(), StartError> {
+    let snap = Arc::new(load_snapshot(path, None).map_err(StartError::Config)?);
+    block_signals();
+    let p = &snap.config.pooler;
+    let workers = p.workers.max(1);
+    let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    let addrs = net::listen_addrs(&p.listen_addr, p.listen_port)
+        .map_err(|e| StartError::Listen(format!("listen_addr: {e}")))?;
+    for addr in &addrs {
+        for listeners in per_worker.iter_mut() {
+            let l = net::bind_tcp_reuseport(*addr)
+                .map_err(|e| StartError::Listen(format!("cannot listen on {addr}: {e}")))?;
+            listeners.push(Listener::Tcp(mio::net::TcpListener::from_std(l)));
+        }
+    }
+    let mut unix_socket = None;
+    if !p.unix_socket_dir.is_empty() {
+        let (l, sock_path) =
+            net::bind_unix(Path::new(&p.unix_socket_dir), p.listen_port).map_err(|e| {
+                StartError::Listen(format!(
+                    "cannot listen on unix socket in {}: {e}",
+                    p.unix_socket_dir
+                ))
+            })?;
+        for listeners in per_worker.iter_mut() {
+            let clone = l
+                .try_clone()
+                .map_err(|e| StartError::Listen(format!("unix socket: {e}")))?;
+            listeners.push(Listener::Unix(mio::net::UnixListener::from_std(clone)));
+        }
+        unix_socket = Some(sock_path);
+    }
+    let shared = Arc::new(Shared::new(snap.clone()));
+    let mut built = Vec::new();
+    let mut handles = Vec::new();
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        let (w, h) = Worker::new(i, shared.clone(), listeners)
+            .map_err(|e| StartError::Thread(format!("worker {i}: {e}")))?;
+        built.push(w);
+        handles.push(h);
+    }
+    // Handles first: a worker may message another from its first turn.
+    let _ = shared.workers.set(handles);
+    shared.running.store(workers, Ordering::Release);
+    let mut threads = Vec::new();
+    for (i, w) in built.into_iter().enumerate() {
+        let t = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || w.run())
+            .map_err(|e| StartError::Thread(format!("worker {i}: {e}")))?;
+        threads.push(t);
+    }
+    log::info!(
+        "pooler {} listening on {}{} with {workers} workers",
+        env!("CARGO_PKG_VERSION"),
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        unix_socket
+            .as_ref()
+            .map(|p| format!(" and {}", p.display()))
+            .unwrap_or_default()
+    );
+    let mut daemon = Daemon {
+        path: path.to_owned(),
+        shared: shared.clone(),
+        next_worker: 0,
+        workers,
+        unix_socket,
+    };
+    daemon.janitor();
+    let mut stopping = false;
+    let mut last_janitor = Instant::now();
+    loop {
+        match wait_signal(Duration::from_millis(200)) {
+            Some(libc::SIGHUP) => daemon.reload(),
+            Some(libc::SIGINT) if !stopping => {
+                log::info!("SIGINT: draining; clients finish their transactions");
+                stopping = true;
+                daemon.begin_shutdown(ShutdownMode::Drain);
+            }
+            Some(libc::SIGTERM) | Some(libc::SIGINT) => {
+                log::info!("stopping now");
+                stopping = true;
+                daemon.begin_shutdown(ShutdownMode::Now);
+            }
+            _ => {}
+        }
+        if stopping && shared.running.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        if last_janitor.elapsed() >= JANITOR_INTERVAL {
+            last_janitor = Instant::now();
+            daemon.janitor();
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    daemon.close_idle_servers();
+    if let Some(p) = &daemon.unix_socket {
+        let _ = std::fs::remove_file(p);
+    }
+    log::info!("pooler stopped");
+    Ok(())
+}
+
+/// How an existing pool looks under a new snapshot; None when its database or user is gone.
+fn spec_under(snap: &Snapshot, key: &PoolKey) -> Option<PoolSpec> {
+    let (new_key, spec) = snap.pool_for(&key.database, &key.user)?;
+    if new_key != *key {
+        return None;
+    }
+    let forced = snap
+        .config
+        .databases
+        .get(&key.database)
+        .is_some_and(|d| d.user.is_some());
+    if !forced && !snap.config.users.contains_key(&key.user) {
+        return None;
+    }
+    Some(spec)
+}
+
+impl Daemon {
+    fn reload(&mut self) {
+        let old = self.shared.snapshot();
+        let snap = match load_snapshot(&self.path, Some(&old)) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                log::error!("reload refused, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        for key in old.config.restart_needed_for(&snap.config) {
+            log::warn!("reload: {key} changed; it takes effect only after a restart");
+        }
+        crate::set_log_level(&snap.config.pooler.log_level);
+        *self
+            .shared
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        self.shared
+            .registry
+            .reconfigure(|key| spec_under(&snap, key));
+        self.shared.broadcast(|| WorkerMsg::Reload(snap.clone()));
+        log::info!("configuration reloaded from {}", self.path.display());
+        self.janitor();
+    }
+
+    fn begin_shutdown(&mut self, mode: ShutdownMode) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.broadcast(|| WorkerMsg::Shutdown(mode));
+    }
+
+    fn pick_worker(&mut self) -> usize {
+        self.next_worker = (self.next_worker + 1) % self.workers;
+        self.next_worker
+    }
+
+    /// Periodic upkeep: close idle servers past their timeouts, keep min_pool_size warm,
+    /// and open servers for waiters nobody is opening one for (after a reload raised a
+    /// pool size, say).
+    fn janitor(&mut self) {
+        if self.shared.draining.load(Ordering::Acquire) {
+            return;
+        }
+        let now = Instant::now();
+        for pool in self.shared.registry.all() {
+            for conn in pool.take_expired_idle(now) {
+                log::debug!("closing idle server {}", conn.id);
+                Box::new(conn).terminate();
+            }
+            while pool.reserve_warm() {
+                let w = self.pick_worker();
+                self.shared.send_to(w, WorkerMsg::Launch(pool.clone()));
+            }
+            while pool.launch_if_needed() {
+                let w = self.pick_worker();
+                self.shared.send_to(w, WorkerMsg::Launch(pool.clone()));
+            }
+        }
+    }
+
+    fn close_idle_servers(&mut self) {
+        for pool in self.shared.registry.all() {
+            pool.lock().removed = true;
+            for conn in pool.take_expired_idle(Instant::now()) {
+                Box::new(conn).terminate();
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Session parameters: what each client asked for and what each server currently has, so
+//! that a client landing on any server sees its own settings (PgBouncer's varcache, widened
+//! to every startup parameter a driver sends).
+
+/// Parameters PostgreSQL reports with ParameterStatus whenever they change, so the pooler
+/// always knows a server's value. Others are known only through the pooler's own SETs.
+pub const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "default_transaction_read_only",
+    "intervalstyle",
+    "standard_conforming_strings",
+    "timezone",
+];
+
+/// Startup keys that are not settings.
+const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+
+pub fn is_reported(lower_name: &str) -> bool {
+    REPORTED.contains(&lower_name)
+}
+
+/// A small ordered set of (lower-case name, value). Lists are short (under 20 entries), so a
+/// Vec with linear search beats a map and keeps the order stable for SET generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamSet {
+    entries: Vec<(String, String)>,
+}
+
+impl ParamSet {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets a value; returns whether it changed.
+    pub fn set(&mut self, name: &str, value: &str) -> bool {
+        match self.entries.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) if v == value => false,
+            Some((_, v)) => {
+                value.clone_into(v);
+                true
+            }
+            None => {
+                self.entries.push((name.to_owned(), value.to_owned()));
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(k, _)| k != name);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The SQL that makes a server's session settings equal to what a client expects, or None
+/// when they already match. Settings the server has from an earlier client's startup but
+/// this client never asked for are RESET, so nothing leaks between clients.
+pub fn sync_sql(wanted: &ParamSet, server: &ParamSet) -> Option<String> {
+    let mut sql = String::new();
+    for (name, value) in wanted.iter() {
+        if server.get(name) != Some(value) {
+            sql.push_str("SET ");
+            crate::protocol::quote_ident(&mut sql, name);
+            sql.push_str(" = ");
+            crate::protocol::quote_literal(&mut sql, value);
+            sql.push(';');
+        }
+    }
+    for (name, _) in server.iter() {
+        if !is_reported(name) && wanted.get(name).is_none() {
+            sql.push_str("RESET ");
+            crate::protocol::quote_ident(&mut sql, name);
+            sql.push(';');
+        }
+    }
+    (!sql.is_empty()).then_some(sql)
+}
+
+/// Records the effect of a successful [`sync_sql`] on the server's side.
+pub fn apply_sync(wanted: &ParamSet, server: &mut ParamSet) {
+    for (name, value) in wanted.iter() {
+        server.set(name, value);
+    }
+    let stale: Vec<String> = server
+        .iter()
+        .filter(|(n, _)| !is_reported(n) && wanted.get(n).is_none())
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    for n in stale {
+        server.remove(&n);
+    }
+}
+
+/// Settings from a startup packet: every key except the non-settings, plus the `-c name=value`
+/// and `--name=value` switches inside `options`. Names are lower-cased, as GUC names are
+/// case-insensitive. `_pq_.` protocol options are left for the caller to refuse.
+pub fn startup_settings(params: &[(String, String)]) -> ParamSet {
+    let mut set = ParamSet::default();
+    for (k, v) in params {
+        let lower = k.to_ascii_lowercase();
+        if lower == "options" {
+            for (name, value) in parse_options(v) {
+                set.set(&name.to_ascii_lowercase().replace('-', "_"), &value);
+            }
+        } else if !NOT_SETTINGS.contains(&lower.as_str()) && !lower.starts_with("_pq_.") {
+            set.set(&lower, v);
+        }
+    }
+    set
+}
+
+/// Splits libpq's `options` string: whitespace separates words, backslash escapes the next
+/// character; words are `-c name=value`, `-cname=value` or `--name=value`.
+pub fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = options.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    cur.push(next);
+                }
+                in_word = true;
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut iter = words.into_iter();
+    while let Some(w) = iter.next() {
+        let setting = if w == "-c" {
+            iter.next()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            Some(rest.to_owned())
+        } else {
+            w.strip_prefix("-c").map(str::to_owned)
+        };
+        if let Some(s) = setting {
+            if let Some((n, v)) = s.split_once('=') {
+                out.push((n.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_forms() {
+        assert_eq!(
+            parse_options("-c search_path=a,b --statement-timeout=5 -cwork_mem=4MB"),
+            vec![
+                ("search_path".into(), "a,b".into()),
+                ("statement-timeout".into(), "5".into()),
+                ("work_mem".into(), "4MB".into())
+            ]
+        );
+        assert_eq!(
+            parse_options(r"-c application_name=a\ b"),
+            vec![("application_name".into(), "a b".into())]
+        );
+    }
+
+    #[test]
+    fn startup_settings_skip_identity_keys() {
+        let p = vec![
+            ("user".to_string(), "u".to_string()),
+            ("database".to_string(), "d".to_string()),
+            ("DateStyle".to_string(), "ISO".to_string()),
+            ("options".to_string(), "-c statement_timeout=5".to_string()),
+        ];
+        let s = startup_settings(&p);
+        assert_eq!(s.get("datestyle"), Some("ISO"));
+        assert_eq!(s.get("statement_timeout"), Some("5"));
+        assert_eq!(s.get("user"), None);
+    }
+
+    #[test]
+    fn sync_sets_and_resets() {
+        let mut wanted = ParamSet::default();
+        wanted.set("timezone", "UTC");
+        wanted.set("extra_float_digits", "3");
+        let mut server = ParamSet::default();
+        server.set("timezone", "Europe/Paris");
+        server.set("search_path", "x");
+        let sql = sync_sql(&wanted, &server).unwrap();
+        assert_eq!(
+            sql,
+            "SET \"timezone\" = 'UTC';SET \"extra_float_digits\" = '3';RESET \"search_path\";"
+        );
+        apply_sync(&wanted, &mut server);
+        assert_eq!(sync_sql(&wanted, &server), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! Pools, one per (database, server user), shared by every worker.
+//!
+//! A pool's limits hold for the whole process: `total` counts every open or opening server
+//! whichever worker holds it. Idle servers sit here unregistered from any poll, so any
+//! worker can take one; a checkout costs one short lock plus one `MSG_PEEK` health check.
+//! A released server goes straight to the first waiter (FIFO across workers). When that
+//! waiter lives on another worker, the server travels to it through the worker's inbox
+//! (deregistered here, registered there); that hand-off is the price of global limits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::config::{PoolMode, PoolSettings};
+use crate::net::{ServerAddr, Stream};
+use crate::params::ParamSet;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub database: String,
+    pub user: String,
+}
+
+/// How the pooler proves itself to PostgreSQL for this pool's user.
+#[derive(Clone)]
+pub enum ServerCredential {
+    /// No password known: works with trust, fails clearly otherwise.
+    None,
+    Plain(String),
+    /// An md5 hash ("md5..."): answers md5 challenges by pass-the-hash.
+    Md5Hash(String),
+    /// Only a SCRAM verifier is known: the pool can log in once a client has logged in with
+    /// SCRAM and left its ClientKey behind.
+    ScramSecret(crate::auth::scram::ScramSecret),
+}
+
+/// A client's address within a worker: slab index plus generation, so a late message for a
+/// reused slot is recognised and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub index: usize,
+    pub generation: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    pub worker: usize,
+    pub client: ConnRef,
+}
+
+/// A server connection with its session state; the part that moves between workers.
+pub struct ServerConn {
+    pub id: u64,
+    pub stream: Stream,
+    pub backend_pid: u32,
+    pub backend_key: u32,
+    /// Session settings as the server has them now.
+    pub params: ParamSet,
+    /// The reported settings right after login, which server_reset_query returns to.
+    pub reset_params: ParamSet,
+    /// Server-side names of statements prepared on this connection, with a use tick (LRU).
+    pub prepared: HashMap<String, u64>,
+    pub prepared_tick: u64,
+    pub created: Instant,
+    pub last_used: Instant,
+    /// The pool's `generation` when this server logged in; a reload that changes how
+    /// servers connect bumps the pool's, and older servers are closed at release.
+    pub generation: u64,
+}
+
+impl ServerConn {
+    /// Best-effort Terminate, then close. The socket is non-blocking; a full send buffer
+    /// just means PostgreSQL sees EOF instead, which it handles the same way.
+    pub fn terminate(mut self: Box<Self>) {
+        use std::io::Write;
+        let mut bye = Vec::with_capacity(5);
+        crate::protocol::terminate(&mut bye);
+        let _ = self.stream.write(&bye);
+    }
+}
+
+/// Where and how a pool's servers connect; replaced whole on reload.
+#[derive(Clone)]
+pub struct ServerTarget {
+    pub addr: ServerAddr,
+    pub dbname: String,
+    pub user: String,
+    pub credential: ServerCredential,
+}
+
+/// Cached SCRAM keys for logging in to PostgreSQL, so PBKDF2 runs once per pool, not per
+/// connection: (salt, iterations, ClientKey, ServerKey). With only a verifier, salt and
+/// iterations are unknown (empty, 0) and the keys fit whatever PostgreSQL sends.
+#[derive(Clone)]
+pub struct ScramKeys {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub client_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
+
+pub struct PoolState {
+    pub target: ServerTarget,
+    pub settings: PoolSettings,
+    pub generation: u64,
+    pub scram_keys: Option<ScramKeys>,
+    /// ParameterStatus values of this pool's servers at login: what a new client is told.
+    pub default_params: Option<Arc<Vec<(String, String)>>>,
+    /// Gone from the config: clients finish their transaction, servers close at release.
+    pub removed: bool,
+    idle: Vec<ServerConn>,
+    /// Open plus opening servers, wherever they are.
+    pub total: u32,
+    pub connecting: u32,
+    waiters: VecDeque<Waiter>,
+    pub server_lifetime: Duration,
+    pub server_idle_timeout: Duration,
+}
+
+pub struct Pool {
+    pub key: PoolKey,
+    state: Mutex<PoolState>,
+    /// Shared with every pool of the same database / user, for max_db_connections and
+    /// max_user_connections.
+    db_count: Arc<AtomicU32>,
+    user_count: Arc<AtomicU32>,
+}
+
+pub enum Checkout {
+    Server(Box<ServerConn>),
+    /// Queued; `launch` says the caller should open one new server for the pool.
+    Wait {
+        launch: bool,
+    },
+}
+
+pub enum Release {
+    /// Hand the server to this waiter.
+    ToWaiter(Waiter, Box<ServerConn>),
+    Pooled,
+    /// Close it; `launch` as for [`Checkout::Wait`].
+    Close(Box<ServerConn>, bool),
+}
+
+fn reserve(counter: &AtomicU32, limit: u32) -> bool {
+    if limit == 0 {
+        counter.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+impl Pool {
+    pub fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A worker that panicked while holding a pool lock is a bug already logged by the
+        // panic hook; carrying on with the data beats taking every other worker down.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn mode(&self) -> PoolMode {
+        self.lock().settings.pool_mode
+    }
+
+    /// Takes an idle server or queues the waiter.
+    pub fn checkout(&self, waiter: Waiter) -> Checkout {
+        let mut st = self.lock();
+        if let Some(s) = st.idle.pop() {
+            return Checkout::Server(Box::new(s));
+        }
+        st.waiters.push_back(waiter);
+        let launch = self.reserve_launch(&mut st);
+        Checkout::Wait { launch }
+    }
+
+    /// Reserves capacity for one more server if waiters outnumber servers being opened.
+    fn reserve_launch(&self, st: &mut PoolState) -> bool {
+        if st.waiters.len() <= st.connecting as usize || st.total >= st.settings.pool_size {
+            return false;
+        }
+        if !reserve(&self.db_count, st.settings.max_db_connections) {
+            return false;
+        }
+        if !reserve(&self.user_count, st.settings.max_user_connections) {
+            self.db_count.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        st.total += 1;
+        st.connecting += 1;
+        true
+    }
+
+    /// Reserves a server to keep min_pool_size warm.
+    pub fn reserve_warm(&self) -> bool {
+        let mut st = self.lock();
+        if st.removed || st.total >= st.settings.min_pool_size.min(st.settings.pool_size) {
+            return false;
+        }
+        if matches!(
+            (&st.target.credential, &st.scram_keys),
+            (ServerCredential::ScramSecret(_), None)
+        ) {
+            return false;
+        }
+        if !reserve(&self.db_count, st.settings.max_db_connections) {
+            return false;
+        }
+        if !reserve(&self.user_count, st.settings.max_user_connections) {
+            self.db_count.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        st.total += 1;
+        st.connecting += 1;
+        true
+    }
+
+    /// Whether another server should be opened now (after a reload raised pool_size, or a
+    /// server closed while clients wait).
+    pub fn launch_if_needed(&self) -> bool {
+        let mut st = self.lock();
+        self.reserve_launch(&mut st)
+    }
+
+    fn forget_server(&self, st: &mut PoolState) {
+        st.total = st.total.saturating_sub(1);
+        self.db_count.fetch_sub(1, Ordering::Relaxed);
+        self.user_count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A server finished logging in (it is then released like any other).
+    pub fn connect_done(&self, params: &[(String, String)]) {
+        let mut st = self.lock();
+        st.connecting = st.connecting.saturating_sub(1);
+        if st.default_params.is_none() {
+            st.default_params = Some(Arc::new(params.to_vec()));
+        }
+    }
+
+    /// A server failed to connect or log in. When the pool has no other server that could
+    /// serve them, every waiter is returned so it can be told why instead of hanging.
+    pub fn connect_failed(&self) -> Vec<Waiter> {
+        let mut st = self.lock();
+        st.connecting = st.connecting.saturating_sub(1);
+        self.forget_server(&mut st);
+        if st.total == 0 {
+            st.waiters.drain(..).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A linked server is closed (broken, dirty or expired).
+    pub fn server_closed(&self) -> bool {
+        let mut st = self.lock();
+        self.forget_server(&mut st);
+        self.reserve_launch(&mut st)
+    }
+
+    /// Returns a healthy server: to the first waiter, to the idle list, or to be closed
+    /// when its settings are stale or it outlived server_lifetime.
+    pub fn release(&self, mut server: Box<ServerConn>, now: Instant) -> Release {
+        let mut st = self.lock();
+        let expired = !st.server_lifetime.is_zero()
+            && now.duration_since(server.created) >= st.server_lifetime;
+        if st.removed || server.generation != st.generation || expired {
+            self.forget_server(&mut st);
+            let launch = self.reserve_launch(&mut st);
+            return Release::Close(server, launch);
+        }
+        server.last_used = now;
+        if let Some(w) = st.waiters.pop_front() {
+            return Release::ToWaiter(w, server);
+        }
+        st.idle.push(*server);
+        Release::Pooled
+    }
+
+    /// Takes the first waiter if any (used before deregistering a server, so a local
+    /// hand-off costs no syscall).
+    pub fn pop_waiter(&self) -> Option<Waiter> {
+        self.lock().waiters.pop_front()
+    }
+
+    /// Whether this server may go on serving (reload or lifetime may retire it).
+    pub fn server_is_current(&self, server: &ServerConn, now: Instant) -> bool {
+        let st = self.lock();
+        let expired = !st.server_lifetime.is_zero()
+            && now.duration_since(server.created) >= st.server_lifetime;
+        !(st.removed || server.generation != st.generation || expired)
+    }
+
+    /// Drops a waiter (client gone or cancelled). Returns whether it was queued.
+    pub fn remove_waiter(&self, waiter: Waiter) -> bool {
+        let mut st = self.lock();
+        let before = st.waiters.len();
+        st.waiters.retain(|w| *w != waiter);
+        st.waiters.len() != before
+    }
+
+    /// Idle servers past server_idle_timeout or server_lifetime, removed from the pool for
+    /// the caller to close.
+    pub fn take_expired_idle(&self, now: Instant) -> Vec<ServerConn> {
+        let mut st = self.lock();
+        let idle_timeout = st.server_idle_timeout;
+        let lifetime = st.server_lifetime;
+        let generation = st.generation;
+        let removed = st.removed;
+        let mut expired = Vec::new();
+        let mut keep = Vec::with_capacity(st.idle.len());
+        for s in st.idle.drain(..) {
+            let too_idle =
+                !idle_timeout.is_zero() && now.duration_since(s.last_used) >= idle_timeout;
+            let too_old = !lifetime.is_zero() && now.duration_since(s.created) >= lifetime;
+            if removed || too_idle || too_old || s.generation != generation {
+                expired.push(s);
+            } else {
+                keep.push(s);
+            }
+        }
+        st.idle = keep;
+        for _ in 0..expired.len() {
+            self.forget_server(&mut st);
+        }
+        expired
+    }
+
+    pub fn counts(&self) -> (usize, u32, usize) {
+        let st = self.lock();
+        (st.idle.len(), st.total, st.waiters.len())
+    }
+}
+
+/// Every pool of the process, by key.
+#[derive(Default)]
+pub struct Registry {
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    db_counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    user_counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
+}
+
+/// What a pool is made from: everything a snapshot of the config decides for it.
+pub struct PoolSpec {
+    pub target: ServerTarget,
+    pub settings: PoolSettings,
+    pub server_lifetime: Duration,
+    pub server_idle_timeout: Duration,
+}
+
+fn counter(map: &Mutex<HashMap<String, Arc<AtomicU32>>>, name: &str) -> Arc<AtomicU32> {
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(name.to_owned()).or_default().clone()
+}
+
+impl Registry {
+    pub fn get(&self, key: &PoolKey) -> Option<Arc<Pool>> {
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub fn get_or_create(&self, key: PoolKey, spec: impl FnOnce() -> PoolSpec) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pools.get(&key) {
+            return p.clone();
+        }
+        let spec = spec();
+        let pool = Arc::new(Pool {
+            db_count: counter(&self.db_counts, &key.database),
+            user_count: counter(&self.user_counts, &spec.target.user),
+            key: key.clone(),
+            state: Mutex::new(PoolState {
+                target: spec.target,
+                settings: spec.settings,
+                generation: 0,
+                scram_keys: None,
+                default_params: None,
+                removed: false,
+                idle: Vec::new(),
+                total: 0,
+                connecting: 0,
+                waiters: VecDeque::new(),
+                server_lifetime: spec.server_lifetime,
+                server_idle_timeout: spec.server_idle_timeout,
+            }),
+        });
+        pools.insert(key, pool.clone());
+        pool
+    }
+
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Applies a new config to existing pools: `spec_for` returns None for pools whose
+    /// database or user is gone. Servers connect differently → generation bump, so they
+    /// close at their next release rather than mid-transaction.
+    pub fn reconfigure(&self, spec_for: impl Fn(&PoolKey) -> Option<PoolSpec>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut gone = HashSet::new();
+        for (key, pool) in pools.iter() {
+            let mut st = pool.lock();
+            match spec_for(key) {
+                Some(spec) => {
+                    let same_target = st.target.addr == spec.target.addr
+                        && st.target.dbname == spec.target.dbname
+                        && st.target.user == spec.target.user
+                        && same_credential(&st.target.credential, &spec.target.credential);
+                    if !same_target {
+                        st.generation += 1;
+                        st.scram_keys = None;
+                        st.default_params = None;
+                        st.target = spec.target;
+                    }
+                    st.settings = spec.settings;
+                    st.server_lifetime = spec.server_lifetime;
+                    st.server_idle_timeout = spec.server_idle_timeout;
+                }
+                None => {
+                    st.removed = true;
+                    if st.total == 0 && st.waiters.is_empty() {
+                        gone.insert(key.clone());
+                    }
+                }
+            }
+        }
+        pools.retain(|k, _| !gone.contains(k));
+    }
+}
+
+fn same_credential(a: &ServerCredential, b: &ServerCredential) -> bool {
+    match (a, b) {
+        (ServerCredential::None, ServerCredential::None) => true,
+        (ServerCredential::Plain(x), ServerCredential::Plain(y)) => x == y,
+        (ServerCredential::Md5Hash(x), ServerCredential::Md5Hash(y)) => x == y,
+        (ServerCredential::ScramSecret(x), ServerCredential::ScramSecret(y)) => x == y,
+        _ => false,
+    }
+}

@@ -1,0 +1,154 @@
+//! A config snapshot with everything the workers need precomputed off the reactor: host
+//! names resolved, SCRAM verifiers derived from plain passwords. Built by the main thread
+//! at start and at each reload, handed to workers whole as an `Arc`.
+
+use std::collections::HashMap;
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::md5::{is_md5_hash, md5_password_hash};
+use crate::auth::random::fill_random;
+use crate::auth::scram::ScramSecret;
+use crate::config::Config;
+use crate::net::ServerAddr;
+use crate::pool::{PoolKey, PoolSpec, ServerCredential, ServerTarget};
+
+/// Iterations for verifiers the pooler derives from plain passwords; PostgreSQL's default.
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// What a client's password can be checked against.
+#[derive(Clone)]
+pub struct UserAuth {
+    pub scram: Option<ScramSecret>,
+    pub md5: Option<String>,
+    pub plain: Option<String>,
+}
+
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub users: HashMap<String, UserAuth>,
+    pub server_addrs: HashMap<String, ServerAddr>,
+}
+
+impl UserAuth {
+    pub fn from_password(user: &str, password: &str) -> UserAuth {
+        if let Some(secret) = ScramSecret::parse(password) {
+            return UserAuth {
+                scram: Some(secret),
+                md5: None,
+                plain: None,
+            };
+        }
+        if is_md5_hash(password) {
+            return UserAuth {
+                scram: None,
+                md5: Some(password.to_ascii_lowercase()),
+                plain: None,
+            };
+        }
+        let mut salt = [0u8; 16];
+        fill_random(&mut salt);
+        UserAuth {
+            scram: Some(ScramSecret::from_password(
+                password,
+                &salt,
+                SCRAM_ITERATIONS,
+            )),
+            md5: Some(md5_password_hash(user, password)),
+            plain: Some(password.to_owned()),
+        }
+    }
+}
+
+fn credential_of(password: &str) -> ServerCredential {
+    if password.is_empty() {
+        ServerCredential::None
+    } else if let Some(secret) = ScramSecret::parse(password) {
+        ServerCredential::ScramSecret(secret)
+    } else if is_md5_hash(password) {
+        ServerCredential::Md5Hash(password.to_ascii_lowercase())
+    } else {
+        ServerCredential::Plain(password.to_owned())
+    }
+}
+
+impl Snapshot {
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+        let mut server_addrs = HashMap::new();
+        for (name, db) in &config.databases {
+            let addr = if db.host.starts_with('/') {
+                ServerAddr::Unix(PathBuf::from(&db.host).join(format!(".s.PGSQL.{}", db.port)))
+            } else {
+                let addrs: Vec<_> = (db.host.as_str(), db.port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("database {name}: cannot resolve host {}: {e}", db.host))?
+                    .collect();
+                ServerAddr::Tcp(addrs)
+            };
+            server_addrs.insert(name.clone(), addr);
+        }
+        let mut users = HashMap::new();
+        for (name, user) in &config.users {
+            // Keep the verifier derived last time when the password is unchanged, so a
+            // reload does not change the salt clients' cached SCRAM proofs rely on.
+            let reused = previous.and_then(|p| {
+                let old = p.config.users.get(name)?;
+                (old.password == user.password)
+                    .then(|| p.users.get(name).cloned())
+                    .flatten()
+            });
+            let auth = reused.unwrap_or_else(|| UserAuth::from_password(name, &user.password));
+            users.insert(name.clone(), auth);
+        }
+        Ok(Snapshot {
+            config: Arc::new(config),
+            users,
+            server_addrs,
+        })
+    }
+
+    /// The pool a client of (database, user) uses, and how to build it.
+    pub fn pool_for(&self, database: &str, client_user: &str) -> Option<(PoolKey, PoolSpec)> {
+        let db = self.config.databases.get(database)?;
+        let addr = self.server_addrs.get(database)?.clone();
+        let (server_user, credential) = match &db.user {
+            Some(forced) => {
+                let password = db
+                    .password
+                    .clone()
+                    .or_else(|| self.config.users.get(forced).map(|u| u.password.clone()))
+                    .unwrap_or_default();
+                (forced.clone(), credential_of(&password))
+            }
+            None => {
+                let password = self
+                    .config
+                    .users
+                    .get(client_user)
+                    .map(|u| u.password.as_str())
+                    .unwrap_or("");
+                (client_user.to_owned(), credential_of(password))
+            }
+        };
+        let settings = self.config.pool_settings(database, &server_user)?;
+        let p = &self.config.pooler;
+        Some((
+            PoolKey {
+                database: database.to_owned(),
+                user: server_user.clone(),
+            },
+            PoolSpec {
+                target: ServerTarget {
+                    addr,
+                    dbname: db.dbname.clone(),
+                    user: server_user,
+                    credential,
+                },
+                settings,
+                server_lifetime: p.server_lifetime,
+                server_idle_timeout: p.server_idle_timeout,
+            },
+        ))
+    }
+}

@@ -1,0 +1,179 @@
+//! Byte buffers for the relay: storage is borrowed from a per-worker free list while a
+//! connection has bytes in flight and handed back when it empties, so idle clients hold no
+//! buffer memory and busy ones allocate nothing per message.
+
+use std::io::{self, Read, Write};
+
+const CHUNK: usize = 16 * 1024;
+/// Buffers that grew past this (a huge message) are freed rather than kept in the list.
+const KEEP_MAX: usize = 256 * 1024;
+const FREE_LIST_MAX: usize = 4096;
+
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    fn get(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_else(|| vec![0; CHUNK])
+    }
+
+    fn put(&mut self, v: Vec<u8>) {
+        if v.len() <= KEEP_MAX && self.free.len() < FREE_LIST_MAX {
+            self.free.push(v);
+        }
+    }
+}
+
+/// `data` is fully initialised (len == usable size); `start..end` holds the pending bytes.
+#[derive(Default)]
+pub struct Buf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+pub enum ReadOutcome {
+    /// Bytes were read; more may be waiting.
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+impl Buf {
+    pub fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Gives the storage back to the worker's list once nothing is pending.
+    pub fn release_if_empty(&mut self, pool: &mut BufPool) {
+        if self.is_empty() && !self.data.is_empty() {
+            pool.put(std::mem::take(&mut self.data));
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    fn make_room(&mut self, pool: &mut BufPool, want: usize) {
+        if self.data.is_empty() {
+            self.data = pool.get();
+        }
+        if self.data.len() - self.end >= want {
+            return;
+        }
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.data.len() - self.end < want {
+            let new_len = (self.end + want).max(self.data.len() * 2);
+            self.data.resize(new_len, 0);
+        }
+    }
+
+    /// Ensures the buffer can hold a whole message of `total` bytes starting at `start`.
+    pub fn reserve_message(&mut self, pool: &mut BufPool, total: usize) {
+        if total > self.data.len().saturating_sub(self.start) {
+            let want = total - self.len();
+            self.make_room(pool, want);
+        }
+    }
+
+    pub fn extend(&mut self, pool: &mut BufPool, bytes: &[u8]) {
+        self.make_room(pool, bytes.len());
+        self.data[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
+    /// One read(2) into the free space (at least 4 KiB made available).
+    pub fn read_from(
+        &mut self,
+        pool: &mut BufPool,
+        src: &mut impl Read,
+    ) -> io::Result<ReadOutcome> {
+        self.make_room(pool, 4096);
+        match src.read(&mut self.data[self.end..]) {
+            Ok(0) => Ok(ReadOutcome::Eof),
+            Ok(n) => {
+                self.end += n;
+                Ok(ReadOutcome::Data)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::Data),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes until empty or WouldBlock; returns whether everything went out.
+    pub fn write_to(&mut self, dst: &mut impl Write) -> io::Result<bool> {
+        while !self.is_empty() {
+            match dst.write(&self.data[self.start..self.end]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "peer closed")),
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_consume_and_grow() {
+        let mut pool = BufPool::default();
+        let mut b = Buf::default();
+        b.extend(&mut pool, b"hello");
+        b.consume(2);
+        assert_eq!(b.pending(), b"llo");
+        let big = vec![7u8; 40_000];
+        b.extend(&mut pool, &big);
+        assert_eq!(b.len(), 40_003);
+        b.extend(&mut pool, b"!");
+        assert_eq!(b.len(), 40_004);
+        assert_eq!(*b.pending().last().unwrap(), b'!');
+        b.consume(40_004);
+        b.release_if_empty(&mut pool);
+        assert!(b.data.is_empty());
+    }
+
+    #[test]
+    fn read_and_write() {
+        let mut pool = BufPool::default();
+        let mut b = Buf::default();
+        let mut src: &[u8] = b"abc";
+        assert!(matches!(
+            b.read_from(&mut pool, &mut src).unwrap(),
+            ReadOutcome::Data
+        ));
+        assert!(matches!(
+            b.read_from(&mut pool, &mut src).unwrap(),
+            ReadOutcome::Eof
+        ));
+        let mut out = Vec::new();
+        assert!(b.write_to(&mut out).unwrap());
+        assert_eq!(out, b"abc");
+    }
+}

@@ -1,0 +1,501 @@
+//! Client login: startup packet, authentication per `auth_type`, the welcome messages.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use super::{AuthPhase, ClientState, Worker, WorkerMsg};
+use crate::auth::md5::md5_verify;
+use crate::auth::random::fill_random;
+use crate::auth::scram::{ScramSecret, ScramServer};
+use crate::config::AuthType;
+use crate::params;
+use crate::pool::{ConnRef, ServerCredential};
+use crate::protocol::{self, auth_code, sqlstate, Reader, Severity, StartupPacket};
+
+const SCRAM_MECHANISM: &str = "SCRAM-SHA-256";
+
+/// A verifier for users that do not exist, so a wrong user name costs the same exchange
+/// as a wrong password and reveals nothing (PostgreSQL does the same).
+fn mock_secret() -> &'static ScramSecret {
+    static MOCK: OnceLock<ScramSecret> = OnceLock::new();
+    MOCK.get_or_init(|| {
+        let mut pw = [0u8; 24];
+        fill_random(&mut pw);
+        let mut salt = [0u8; 16];
+        fill_random(&mut salt);
+        ScramSecret::from_password(&format!("{pw:?}"), &salt, 4096)
+    })
+}
+
+impl Worker {
+    pub(super) fn client_startup(&mut self, cref: ConnRef) {
+        loop {
+            let Some(c) = client_at!(self, cref) else {
+                return;
+            };
+            let parsed = protocol::parse_startup(c.inbuf.pending());
+            let (packet, len) = match parsed {
+                Ok(None) => return,
+                Ok(Some(x)) => x,
+                Err(e) => {
+                    self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        &format!("invalid startup packet: {e}"),
+                    );
+                    return;
+                }
+            };
+            c.inbuf.consume(len);
+            match packet {
+                StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                    // TLS is not offered yet: 'N' tells libpq to go on in plaintext.
+                    if !c.inbuf.is_empty() {
+                        self.fail_client(
+                            cref,
+                            Severity::Fatal,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "received unencrypted data after SSL request",
+                        );
+                        return;
+                    }
+                    c.outbuf.extend(&mut self.bufs, b"N");
+                    self.flush_client(cref);
+                }
+                StartupPacket::Cancel { pid, key } => {
+                    self.route_cancel(pid, key);
+                    self.close_client(cref, "cancel request");
+                    return;
+                }
+                StartupPacket::UnsupportedVersion(v) => {
+                    self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        &format!(
+                            "unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
+                            v >> 16,
+                            v & 0xffff
+                        ),
+                    );
+                    return;
+                }
+                StartupPacket::Startup { minor, params } => {
+                    self.client_login(cref, minor, params);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn route_cancel(&mut self, pid: u32, key: u32) {
+        let target = self.shared.lock_cancels().get(&(pid, key)).copied();
+        match target {
+            Some((worker, cref)) if worker == self.id => self.cancel_client(cref),
+            Some((worker, cref)) => self
+                .shared
+                .send_to(worker, WorkerMsg::Cancel { client: cref }),
+            None => log::debug!("cancel request matches no client; dropped"),
+        }
+    }
+
+    fn client_login(&mut self, cref: ConnRef, minor: u16, startup: Vec<(String, String)>) {
+        let max_clients = self.snap.config.pooler.max_client_conn as usize;
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        c.counted = true;
+        let n = self.shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
+        c.over_limit = n > max_clients;
+        let get = |k: &str| {
+            startup
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        };
+        let user = get("user").unwrap_or_default();
+        let database = get("database")
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| user.clone());
+        c.user = user.clone();
+        c.database = database.clone();
+        c.params = params::startup_settings(&startup);
+        let unknown_options: Vec<&str> = startup
+            .iter()
+            .filter(|(k, _)| k.starts_with("_pq_."))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if minor > 0 || !unknown_options.is_empty() {
+            self.scratch.clear();
+            protocol::negotiate_protocol_version(&mut self.scratch, 0, &unknown_options);
+            c.outbuf.extend(&mut self.bufs, &self.scratch);
+        }
+        if c.over_limit {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            );
+            return;
+        }
+        if self.shutdown.is_some() {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::CANNOT_CONNECT_NOW,
+                "the pooler is shutting down",
+            );
+            return;
+        }
+        if user.is_empty() {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            );
+            return;
+        }
+        if !self.snap.config.databases.contains_key(&database) {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::INVALID_CATALOG_NAME,
+                &format!("database \"{database}\" does not exist"),
+            );
+            return;
+        }
+        let auth = self.snap.users.get(&user).cloned();
+        let auth_type = self.snap.config.pooler.auth_type;
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        c.state = ClientState::Auth;
+        self.scratch.clear();
+        match auth_type {
+            AuthType::Trust => {
+                if auth.is_none() {
+                    self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        sqlstate::INVALID_AUTHORIZATION,
+                        &format!("role \"{user}\" does not exist"),
+                    );
+                } else {
+                    self.login_ok(cref);
+                }
+                return;
+            }
+            AuthType::Plain => {
+                c.auth = AuthPhase::Cleartext;
+                protocol::auth_request(&mut self.scratch, auth_code::CLEARTEXT, &[]);
+            }
+            AuthType::Md5 if auth.as_ref().is_none_or(|a| a.md5.is_some()) => {
+                let mut salt = [0u8; 4];
+                fill_random(&mut salt);
+                c.auth = AuthPhase::Md5 { salt };
+                protocol::auth_request(&mut self.scratch, auth_code::MD5, &salt);
+            }
+            AuthType::Md5 | AuthType::ScramSha256 => {
+                let secret = auth
+                    .and_then(|a| a.scram)
+                    .unwrap_or_else(|| mock_secret().clone());
+                c.auth = AuthPhase::ScramFirst(Box::new(ScramServer::new(secret)));
+                protocol::auth_sasl_mechanisms(&mut self.scratch, &[SCRAM_MECHANISM]);
+            }
+            AuthType::Hba => {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::INVALID_AUTHORIZATION,
+                    "auth_type \"hba\" is not supported yet",
+                );
+                return;
+            }
+        }
+        c.outbuf.extend(&mut self.bufs, &self.scratch);
+        self.flush_client(cref);
+        // A client may have pipelined its password already.
+        self.client_auth(cref);
+    }
+
+    fn password_failed(&mut self, cref: ConnRef) {
+        let user = client_at!(self, cref)
+            .map(|c| c.user.clone())
+            .unwrap_or_default();
+        log::info!("password authentication failed for user \"{user}\"");
+        self.fail_client(
+            cref,
+            Severity::Fatal,
+            sqlstate::INVALID_PASSWORD,
+            &format!("password authentication failed for user \"{user}\""),
+        );
+    }
+
+    pub(super) fn client_auth(&mut self, cref: ConnRef) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let (tag, len) = match protocol::parse_header(c.inbuf.pending()) {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    &format!("invalid authentication message: {e}"),
+                );
+                return;
+            }
+        };
+        if tag != protocol::frontend::PASSWORD {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::PROTOCOL_VIOLATION,
+                &format!(
+                    "expected password response, got message type {}",
+                    char::from(tag).escape_default()
+                ),
+            );
+            return;
+        }
+        if len > 64 * 1024 {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::PROTOCOL_VIOLATION,
+                "authentication message too long",
+            );
+            return;
+        }
+        if c.inbuf.len() < len {
+            c.inbuf.reserve_message(&mut self.bufs, len);
+            return;
+        }
+        let body = c.inbuf.pending()[5..len].to_vec();
+        c.inbuf.consume(len);
+        let phase = std::mem::replace(&mut c.auth, AuthPhase::None);
+        let auth = self.snap.users.get(&c.user).cloned();
+        match phase {
+            AuthPhase::None => {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "unexpected password message",
+                );
+            }
+            AuthPhase::Cleartext => {
+                let password = Reader::new(&body).cstr().unwrap_or_default().to_owned();
+                let ok = auth.is_some_and(|a| verify_plain(&a, &password));
+                if ok {
+                    self.login_ok(cref);
+                } else {
+                    self.password_failed(cref);
+                }
+            }
+            AuthPhase::Md5 { salt } => {
+                let response = Reader::new(&body).cstr_bytes().unwrap_or_default();
+                let ok = auth
+                    .and_then(|a| a.md5)
+                    .is_some_and(|h| md5_verify(&h, salt, response));
+                if ok {
+                    self.login_ok(cref);
+                } else {
+                    self.password_failed(cref);
+                }
+            }
+            AuthPhase::ScramFirst(mut server) => {
+                let mut r = Reader::new(&body);
+                let mechanism = r.cstr().unwrap_or_default();
+                if mechanism != SCRAM_MECHANISM {
+                    self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "client selected an invalid SASL authentication mechanism",
+                    );
+                    return;
+                }
+                let data_len = r.i32().unwrap_or(-1);
+                let data = r.remaining();
+                if data_len < 0 || data_len as usize != data.len() {
+                    self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "malformed SASLInitialResponse",
+                    );
+                    return;
+                }
+                match server.server_first(data) {
+                    Ok(first) => {
+                        self.scratch.clear();
+                        protocol::auth_request(&mut self.scratch, auth_code::SASL_CONTINUE, &first);
+                        let Some(c) = client_at!(self, cref) else {
+                            return;
+                        };
+                        c.outbuf.extend(&mut self.bufs, &self.scratch);
+                        c.auth = AuthPhase::ScramFinal(server);
+                        self.flush_client(cref);
+                        self.client_auth(cref);
+                    }
+                    Err(e) => self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        e.sqlstate(),
+                        &format!("SCRAM exchange failed: {e}"),
+                    ),
+                }
+            }
+            AuthPhase::ScramFinal(mut server) => match server.server_final(&body) {
+                Ok((last, client_key)) => {
+                    let Some(auth) = auth else {
+                        self.password_failed(cref);
+                        return;
+                    };
+                    self.scratch.clear();
+                    protocol::auth_request(&mut self.scratch, auth_code::SASL_FINAL, &last);
+                    let Some(c) = client_at!(self, cref) else {
+                        return;
+                    };
+                    c.outbuf.extend(&mut self.bufs, &self.scratch);
+                    c.scram_keys = auth.scram.map(|s| (client_key, s.server_key));
+                    self.login_ok(cref);
+                }
+                Err(crate::auth::scram::ScramError::WrongProof) => self.password_failed(cref),
+                Err(e) => self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    e.sqlstate(),
+                    &format!("SCRAM exchange failed: {e}"),
+                ),
+            },
+        }
+    }
+
+    /// Authentication succeeded: join the pool and greet the client.
+    fn login_ok(&mut self, cref: ConnRef) {
+        let snap = self.snap.clone();
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let Some((key, spec)) = snap.pool_for(&c.database, &c.user) else {
+            let db = c.database.clone();
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::INVALID_CATALOG_NAME,
+                &format!("database \"{db}\" does not exist"),
+            );
+            return;
+        };
+        let passthrough = key.user == c.user;
+        let pool = self.shared.registry.get_or_create(key, || spec);
+        {
+            let mut st = pool.lock();
+            c.mode = st.settings.pool_mode;
+            if let (true, ServerCredential::ScramSecret(_), None, Some((ck, sk))) = (
+                passthrough,
+                &st.target.credential,
+                &st.scram_keys,
+                c.scram_keys,
+            ) {
+                st.scram_keys = Some(crate::pool::ScramKeys {
+                    salt: Vec::new(),
+                    iterations: 0,
+                    client_key: ck,
+                    server_key: sk,
+                });
+            }
+        }
+        let mut key_bytes = [0u8; 8];
+        fill_random(&mut key_bytes);
+        let cancel = (
+            u32::from_be_bytes([key_bytes[0], key_bytes[1], key_bytes[2], key_bytes[3]])
+                & 0x7fff_ffff,
+            u32::from_be_bytes([key_bytes[4], key_bytes[5], key_bytes[6], key_bytes[7]]),
+        );
+        c.cancel_key = Some(cancel);
+        c.pool = Some(pool.clone());
+        log::debug!(
+            "client {} {}@{} from {} logged in",
+            c.id,
+            c.user,
+            c.database,
+            c.peer
+        );
+        self.shared.lock_cancels().insert(cancel, (self.id, cref));
+        self.scratch.clear();
+        protocol::auth_request(&mut self.scratch, auth_code::OK, &[]);
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        c.outbuf.extend(&mut self.bufs, &self.scratch);
+        let defaults = pool.lock().default_params.clone();
+        match defaults {
+            Some(d) => {
+                self.send_welcome(cref, &d);
+                if let Some(c) = client_at!(self, cref) {
+                    c.state = ClientState::Idle;
+                    if !c.inbuf.is_empty() {
+                        self.client_idle_input(cref);
+                    }
+                }
+            }
+            None => {
+                c.state = ClientState::WaitingLogin;
+                self.flush_client(cref);
+                self.request_server(cref);
+            }
+        }
+    }
+
+    /// ParameterStatus for every server parameter (with the client's own values where it
+    /// set them), BackendKeyData with the pooler's key, ReadyForQuery.
+    pub(super) fn send_welcome(&mut self, cref: ConnRef, defaults: &Arc<Vec<(String, String)>>) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        self.scratch.clear();
+        for (name, value) in defaults.iter() {
+            let lower = name.to_ascii_lowercase();
+            let shown = if params::is_reported(&lower) {
+                match c.params.get(&lower) {
+                    Some(v) => v.to_owned(),
+                    None => {
+                        c.params.set(&lower, value);
+                        value.clone()
+                    }
+                }
+            } else {
+                value.clone()
+            };
+            protocol::parameter_status(&mut self.scratch, name, &shown);
+        }
+        let (pid, key) = c.cancel_key.unwrap_or((0, 0));
+        protocol::backend_key_data(&mut self.scratch, pid, key);
+        protocol::ready_for_query(&mut self.scratch, b'I');
+        c.outbuf.extend(&mut self.bufs, &self.scratch);
+        self.flush_client(cref);
+    }
+}
+
+fn verify_plain(auth: &crate::snapshot::UserAuth, password: &str) -> bool {
+    if let Some(p) = &auth.plain {
+        return constant_time_eq(p.as_bytes(), password.as_bytes());
+    }
+    if let Some(secret) = &auth.scram {
+        let derived = ScramSecret::from_password(password, &secret.salt, secret.iterations);
+        return constant_time_eq(&derived.stored_key, &secret.stored_key);
+    }
+    false
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

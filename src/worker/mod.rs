@@ -1,0 +1,1586 @@
+//! A worker: one thread, one mio reactor, a slab of clients and a slab of servers.
+//!
+//! Sockets are registered once for read and write, edge-triggered; what the kernel said
+//! is kept in `readable` flags and cleared only on WouldBlock, and each socket gets a
+//! bounded number of reads per turn so one busy client cannot starve the rest (the rest
+//! of its input is picked up from `deferred` on the next turn).
+//!
+//! Clients stay on the worker that accepted them. A server belongs to one worker while it
+//! is linked or logging in; idle servers live unregistered in the global pool (see
+//! `pool`), and a released server travels to a waiter on another worker through that
+//! worker's inbox. Links are `ConnRef`s (slab index + generation), never pointers.
+
+/// The client behind a ConnRef, borrowing only the client slab (so the worker's other
+/// fields stay usable alongside it).
+macro_rules! client_at {
+    ($w:ident, $r:expr) => {{
+        let r: ConnRef = $r;
+        $w.clients
+            .get_mut(r.index)
+            .filter(|c| c.generation == r.generation)
+    }};
+}
+
+/// The server behind a ConnRef, borrowing only the server slab.
+macro_rules! server_at {
+    ($w:ident, $r:expr) => {{
+        let r: ConnRef = $r;
+        $w.servers
+            .get_mut(r.index)
+            .filter(|s| s.generation == r.generation)
+    }};
+}
+
+mod buf;
+mod client;
+pub mod relay;
+mod server;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::PoolMode;
+use crate::net::{Listener, Stream};
+use crate::params::ParamSet;
+use crate::pool::{ConnRef, Pool, Registry, ServerConn, Waiter};
+use crate::protocol::{self, sqlstate, Severity};
+use crate::snapshot::Snapshot;
+use buf::{Buf, BufPool, ReadOutcome};
+use relay::{Statement, Tracker};
+
+const KIND_LISTENER: usize = 0;
+const KIND_CLIENT: usize = 1;
+const KIND_SERVER: usize = 2;
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Reads per socket per loop turn before yielding to other sockets.
+const READS_PER_TURN: usize = 16;
+/// A client sending more than this while waiting for a server is paused.
+const WAITING_INPUT_LIMIT: usize = 256 * 1024;
+/// Clients must finish the startup and authentication exchange within this time.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+const TICK: Duration = Duration::from_millis(100);
+
+fn token(kind: usize, index: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | (index << 2) | kind)
+}
+
+fn split_token(t: Token) -> (usize, usize, u32) {
+    (t.0 & 3, (t.0 >> 2) & 0x3fff_ffff, (t.0 >> 32) as u32)
+}
+
+/// Messages into a worker's inbox (always followed by a wake of its Waker).
+pub enum WorkerMsg {
+    Reload(Arc<Snapshot>),
+    /// A server released on another worker for one of our waiting clients.
+    ServerAssigned {
+        client: ConnRef,
+        server: Box<ServerConn>,
+        pool: Arc<Pool>,
+    },
+    /// A waiting client's pool could not open a server: send it this ErrorResponse.
+    FailWaiter {
+        client: ConnRef,
+        error: Arc<Vec<u8>>,
+    },
+    Cancel {
+        client: ConnRef,
+    },
+    /// Open one server for this pool (capacity already reserved).
+    Launch(Arc<Pool>),
+    Shutdown(ShutdownMode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// SIGINT: stop accepting, let linked clients finish their transaction.
+    Drain,
+    /// SIGTERM: close everything now.
+    Now,
+}
+
+pub struct WorkerHandle {
+    tx: Sender<WorkerMsg>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, msg: WorkerMsg) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// State every worker reads; small and named.
+pub struct Shared {
+    pub snapshot: RwLock<Arc<Snapshot>>,
+    pub registry: Registry,
+    /// Pooler-issued cancel keys → the client they belong to.
+    pub cancels: Mutex<HashMap<(u32, u32), (usize, ConnRef)>>,
+    pub workers: OnceLock<Vec<WorkerHandle>>,
+    pub clients: AtomicUsize,
+    pub next_id: AtomicU64,
+    pub draining: AtomicBool,
+    /// Workers still running their loop; the main thread exits when it reaches zero.
+    pub running: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(snapshot: Arc<Snapshot>) -> Shared {
+        Shared {
+            snapshot: RwLock::new(snapshot),
+            registry: Registry::default(),
+            cancels: Mutex::new(HashMap::new()),
+            workers: OnceLock::new(),
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn send_to(&self, worker: usize, msg: WorkerMsg) {
+        if let Some(w) = self.workers.get().and_then(|ws| ws.get(worker)) {
+            w.send(msg);
+        }
+    }
+
+    pub fn broadcast(&self, make: impl Fn() -> WorkerMsg) {
+        if let Some(ws) = self.workers.get() {
+            for w in ws {
+                w.send(make());
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn lock_cancels(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u32), (usize, ConnRef)>> {
+        self.cancels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Reading StartupMessage (after optional SSLRequest / GSSENCRequest).
+    Startup,
+    /// Password or SASL exchange in progress.
+    Auth,
+    /// Authenticated, waiting for a first server to learn the parameters to report.
+    WaitingLogin,
+    /// Logged in, no server.
+    Idle,
+    /// Has a request, queued in its pool.
+    Waiting,
+    Linked,
+}
+
+pub enum AuthPhase {
+    None,
+    Cleartext,
+    Md5 { salt: [u8; 4] },
+    ScramFirst(Box<crate::auth::scram::ScramServer>),
+    ScramFinal(Box<crate::auth::scram::ScramServer>),
+}
+
+pub struct Client {
+    generation: u32,
+    id: u64,
+    stream: Stream,
+    peer: String,
+    state: ClientState,
+    inbuf: Buf,
+    outbuf: Buf,
+    readable: bool,
+    /// Counted in `Shared::clients` (a real login attempt, not a cancel connection).
+    counted: bool,
+    over_limit: bool,
+    database: String,
+    user: String,
+    pool: Option<Arc<Pool>>,
+    mode: PoolMode,
+    server: Option<ConnRef>,
+    params: ParamSet,
+    cancel_key: Option<(u32, u32)>,
+    statements: HashMap<String, Arc<Statement>>,
+    fwd_remaining: usize,
+    /// Bytes of a cancelled request still to be dropped as they arrive.
+    discard_remaining: usize,
+    connected_at: Instant,
+    last_activity: Instant,
+    wait_started: Instant,
+    auth: AuthPhase,
+    /// Client SCRAM login left its ClientKey for SCRAM passthrough to PostgreSQL.
+    scram_keys: Option<([u8; 32], [u8; 32])>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Connecting,
+    Login,
+    Linked,
+    /// Running server_reset_query after its session-mode client left.
+    Resetting,
+}
+
+pub struct Server {
+    generation: u32,
+    conn: Box<ServerConn>,
+    pool: Arc<Pool>,
+    state: ServerState,
+    inbuf: Buf,
+    outbuf: Buf,
+    readable: bool,
+    writable: bool,
+    client: Option<ConnRef>,
+    tracker: Tracker,
+    status: u8,
+    fwd_remaining: usize,
+    fwd_to_client: bool,
+    /// The pooler's settings sync is running; client messages wait behind it.
+    hold_client: bool,
+    deadline: Option<Instant>,
+    login: server::Login,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
+    listeners: Vec<Option<Listener>>,
+    inbox: Receiver<WorkerMsg>,
+    clients: Slab<Client>,
+    servers: Slab<Server>,
+    next_generation: u32,
+    bufs: BufPool,
+    scratch: Vec<u8>,
+    message: Vec<u8>,
+    deferred_clients: Vec<ConnRef>,
+    deferred_servers: Vec<ConnRef>,
+    shutdown: Option<ShutdownMode>,
+    last_tick: Instant,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        listeners: Vec<Listener>,
+    ) -> std::io::Result<(Worker, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut ls = Vec::new();
+        for (i, mut l) in listeners.into_iter().enumerate() {
+            poll.registry()
+                .register(&mut l, token(KIND_LISTENER, i, 0), Interest::READABLE)?;
+            ls.push(Some(l));
+        }
+        let snap = shared.snapshot();
+        Ok((
+            Worker {
+                id,
+                poll,
+                shared,
+                snap,
+                listeners: ls,
+                inbox: rx,
+                clients: Slab::new(),
+                servers: Slab::new(),
+                next_generation: 1,
+                bufs: BufPool::default(),
+                scratch: Vec::new(),
+                message: Vec::new(),
+                deferred_clients: Vec::new(),
+                deferred_servers: Vec::new(),
+                shutdown: None,
+                last_tick: Instant::now(),
+            },
+            WorkerHandle { tx, waker },
+        ))
+    }
+
+    fn next_gen(&mut self) -> u32 {
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        self.next_generation
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.deferred_clients.is_empty() && self.deferred_servers.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("worker {}: poll failed: {e}", self.id);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER_TOKEN {
+                    self.drain_inbox();
+                    continue;
+                }
+                let (kind, index, generation) = split_token(ev.token());
+                match kind {
+                    KIND_LISTENER => self.accept(index),
+                    KIND_CLIENT => {
+                        let cref = ConnRef { index, generation };
+                        let Some(c) = client_at!(self, cref) else {
+                            continue;
+                        };
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                        }
+                        if ev.is_writable() {
+                            self.flush_client(cref);
+                        }
+                        self.drive_client(cref);
+                    }
+                    KIND_SERVER => {
+                        let sref = ConnRef { index, generation };
+                        let Some(s) = server_at!(self, sref) else {
+                            continue;
+                        };
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            s.readable = true;
+                        }
+                        if ev.is_writable() {
+                            s.writable = true;
+                            self.server_writable(sref);
+                        }
+                        self.drive_server(sref);
+                    }
+                    _ => {}
+                }
+            }
+            let dc = std::mem::take(&mut self.deferred_clients);
+            for cref in dc {
+                self.drive_client(cref);
+            }
+            let ds = std::mem::take(&mut self.deferred_servers);
+            for sref in ds {
+                self.drive_server(sref);
+            }
+            let now = Instant::now();
+            if now.duration_since(self.last_tick) >= TICK {
+                self.last_tick = now;
+                self.check_timers(now);
+            }
+            if self.shutdown.is_some() && self.clients.is_empty() && self.servers.is_empty() {
+                break;
+            }
+        }
+        self.shared.running.fetch_sub(1, Ordering::AcqRel);
+        log::debug!("worker {} stopped", self.id);
+    }
+
+    fn accept(&mut self, li: usize) {
+        loop {
+            let Some(Some(listener)) = self.listeners.get(li) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next readiness event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            let generation = self.next_gen();
+            let now = Instant::now();
+            let entry = self.clients.vacant_entry();
+            let index = entry.key();
+            let mut client = Client {
+                generation,
+                id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+                stream,
+                peer,
+                state: ClientState::Startup,
+                inbuf: Buf::default(),
+                outbuf: Buf::default(),
+                readable: false,
+                counted: false,
+                over_limit: false,
+                database: String::new(),
+                user: String::new(),
+                pool: None,
+                mode: PoolMode::Session,
+                server: None,
+                params: ParamSet::default(),
+                cancel_key: None,
+                statements: HashMap::new(),
+                fwd_remaining: 0,
+                discard_remaining: 0,
+                connected_at: now,
+                last_activity: now,
+                wait_started: now,
+                auth: AuthPhase::None,
+                scram_keys: None,
+            };
+            if let Err(e) = self.poll.registry().register(
+                &mut client.stream,
+                token(KIND_CLIENT, index, generation),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("cannot register client: {e}");
+                continue;
+            }
+            entry.insert(client);
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                WorkerMsg::Reload(snap) => self.apply_reload(snap),
+                WorkerMsg::ServerAssigned {
+                    client,
+                    server,
+                    pool,
+                } => self.adopt_server(server, pool, Some(client)),
+                WorkerMsg::FailWaiter { client, error } => {
+                    let waiting = client_at!(self, client).is_some_and(|c| {
+                        matches!(c.state, ClientState::Waiting | ClientState::WaitingLogin)
+                    });
+                    if waiting {
+                        self.fail_client_raw(client, &error);
+                    }
+                }
+                WorkerMsg::Cancel { client } => self.cancel_client(client),
+                WorkerMsg::Launch(pool) => self.launch_server(pool),
+                WorkerMsg::Shutdown(mode) => self.begin_shutdown(mode),
+            }
+        }
+    }
+
+    fn apply_reload(&mut self, snap: Arc<Snapshot>) {
+        self.snap = snap;
+        // Clients of a removed database finish their transaction, then go (at release);
+        // idle ones go now.
+        let idle: Vec<ConnRef> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.state == ClientState::Idle
+                    && !c.database.is_empty()
+                    && !self.snap.config.databases.contains_key(&c.database)
+            })
+            .map(|(i, c)| ConnRef {
+                index: i,
+                generation: c.generation,
+            })
+            .collect();
+        for cref in idle {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                "database removed from the pooler configuration",
+            );
+        }
+    }
+
+    fn begin_shutdown(&mut self, mode: ShutdownMode) {
+        self.shutdown = Some(match (self.shutdown, mode) {
+            (Some(ShutdownMode::Now), _) => ShutdownMode::Now,
+            _ => mode,
+        });
+        for l in self.listeners.iter_mut() {
+            if let Some(mut l) = l.take() {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+        }
+        let refs: Vec<ConnRef> = self
+            .clients
+            .iter()
+            .map(|(i, c)| ConnRef {
+                index: i,
+                generation: c.generation,
+            })
+            .collect();
+        for cref in refs {
+            let Some(c) = client_at!(self, cref) else {
+                continue;
+            };
+            let busy = c.state == ClientState::Linked;
+            if mode == ShutdownMode::Now || !busy {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "terminating connection due to pooler shutdown",
+                );
+            } else {
+                self.close_if_drained(cref);
+            }
+        }
+        if mode == ShutdownMode::Now {
+            let srefs: Vec<ConnRef> = self
+                .servers
+                .iter()
+                .map(|(i, s)| ConnRef {
+                    index: i,
+                    generation: s.generation,
+                })
+                .collect();
+            for sref in srefs {
+                self.close_server(sref, "pooler shutdown");
+            }
+        }
+    }
+
+    /// During a drain, a linked client whose server is idle between transactions goes now.
+    fn close_if_drained(&mut self, cref: ConnRef) {
+        if self.shutdown.is_none() {
+            return;
+        }
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let Some(sref) = c.server else { return };
+        let idle = server_at!(self, sref)
+            .is_some_and(|s| s.tracker.is_empty() && s.status == b'I' && !s.hold_client);
+        if idle {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to pooler shutdown",
+            );
+        }
+    }
+
+    // ---- client I/O -------------------------------------------------------------
+
+    fn client_wants_input(c: &Client) -> bool {
+        match c.state {
+            ClientState::Waiting | ClientState::WaitingLogin => c.inbuf.len() < WAITING_INPUT_LIMIT,
+            _ => true,
+        }
+    }
+
+    fn drive_client(&mut self, cref: ConnRef) {
+        for _ in 0..READS_PER_TURN {
+            let Some(c) = client_at!(self, cref) else {
+                return;
+            };
+            if !c.readable || !Self::client_wants_input(c) {
+                return;
+            }
+            if let Some(sref) = c.server {
+                if server_at!(self, sref)
+                    .is_some_and(|s| s.outbuf.len() > relay::HIGH_WATER || s.hold_client)
+                {
+                    return;
+                }
+            }
+            let Some(c) = client_at!(self, cref) else {
+                return;
+            };
+            let outcome = c.inbuf.read_from(&mut self.bufs, &mut c.stream);
+            match outcome {
+                Ok(ReadOutcome::Data) => {
+                    c.last_activity = Instant::now();
+                    self.process_client(cref);
+                }
+                Ok(ReadOutcome::WouldBlock) => {
+                    c.readable = false;
+                    c.inbuf.release_if_empty(&mut self.bufs);
+                    return;
+                }
+                Ok(ReadOutcome::Eof) => {
+                    self.close_client(cref, "client closed the connection");
+                    return;
+                }
+                Err(e) => {
+                    self.close_client(cref, &format!("client read error: {e}"));
+                    return;
+                }
+            }
+        }
+        self.deferred_clients.push(cref);
+    }
+
+    fn flush_client(&mut self, cref: ConnRef) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        if c.outbuf.is_empty() {
+            return;
+        }
+        match c.outbuf.write_to(&mut c.stream) {
+            Ok(_) => {
+                let drained = c.outbuf.len() <= relay::HIGH_WATER / 2;
+                c.outbuf.release_if_empty(&mut self.bufs);
+                // The linked server may have stopped for back-pressure: resume it.
+                if drained {
+                    if let Some(sref) = c.server {
+                        if server_at!(self, sref).is_some_and(|s| !s.inbuf.is_empty() || s.readable)
+                        {
+                            self.deferred_servers.push(sref);
+                        }
+                    }
+                }
+            }
+            Err(e) => self.close_client(cref, &format!("client write error: {e}")),
+        }
+    }
+
+    fn process_client(&mut self, cref: ConnRef) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        if c.discard_remaining > 0 {
+            let n = c.discard_remaining.min(c.inbuf.len());
+            c.inbuf.consume(n);
+            c.discard_remaining -= n;
+        }
+        match c.state {
+            ClientState::Startup => self.client_startup(cref),
+            ClientState::Auth => self.client_auth(cref),
+            ClientState::WaitingLogin | ClientState::Waiting => {}
+            ClientState::Idle => self.client_idle_input(cref),
+            ClientState::Linked => self.relay_client(cref),
+        }
+    }
+
+    /// Input from a logged-in client without a server: Terminate, or a request that
+    /// needs one.
+    fn client_idle_input(&mut self, cref: ConnRef) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        match protocol::parse_header(c.inbuf.pending()) {
+            Ok(None) => {}
+            Ok(Some((protocol::frontend::TERMINATE, _))) => {
+                self.close_client(cref, "client terminated");
+            }
+            Ok(Some(_)) => self.request_server(cref),
+            Err(e) => self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::PROTOCOL_VIOLATION,
+                &format!("invalid frontend message: {e}"),
+            ),
+        }
+    }
+
+    /// Checks a server out for the client, or queues it.
+    fn request_server(&mut self, cref: ConnRef) {
+        let worker = self.id;
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let Some(pool) = c.pool.clone() else {
+            self.close_client(cref, "client without pool");
+            return;
+        };
+        if c.state != ClientState::WaitingLogin {
+            c.state = ClientState::Waiting;
+        }
+        c.wait_started = Instant::now();
+        loop {
+            match pool.checkout(Waiter {
+                worker,
+                client: cref,
+            }) {
+                crate::pool::Checkout::Server(conn) => {
+                    if !conn.stream.is_quiet() {
+                        log::info!("server {} closed while idle; discarding", conn.id);
+                        drop(conn);
+                        if pool.server_closed() {
+                            self.launch_server(pool.clone());
+                        }
+                        continue;
+                    }
+                    self.adopt_server(conn, pool, Some(cref));
+                    return;
+                }
+                crate::pool::Checkout::Wait { launch } => {
+                    if launch {
+                        self.launch_server(pool);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn relay_client(&mut self, cref: ConnRef) {
+        let Some(sref) = client_at!(self, cref).and_then(|c| c.server) else {
+            return;
+        };
+        let track = client_at!(self, cref).is_some_and(|c| c.mode == PoolMode::Transaction)
+            && self.snap.config.pooler.max_prepared_statements > 0;
+        let max_prepared = self.snap.config.pooler.max_prepared_statements as usize;
+        let (Some(c), Some(s)) = (
+            self.clients
+                .get_mut(cref.index)
+                .filter(|c| c.generation == cref.generation),
+            self.servers
+                .get_mut(sref.index)
+                .filter(|s| s.generation == sref.generation),
+        ) else {
+            return;
+        };
+        let mut ctx = relay::Ctx {
+            bufs: &mut self.bufs,
+            scratch: &mut self.scratch,
+            message: &mut self.message,
+            track_statements: track,
+            max_prepared,
+        };
+        let mut cs = relay::ClientSide {
+            inbuf: &mut c.inbuf,
+            outbuf: &mut c.outbuf,
+            fwd_remaining: &mut c.fwd_remaining,
+            statements: &mut c.statements,
+            params: &mut c.params,
+        };
+        let mut ss = relay::ServerSide {
+            inbuf: &mut s.inbuf,
+            outbuf: &mut s.outbuf,
+            fwd_remaining: &mut s.fwd_remaining,
+            fwd_to_client: &mut s.fwd_to_client,
+            tracker: &mut s.tracker,
+            status: &mut s.status,
+            params: &mut s.conn.params,
+            prepared: &mut s.conn.prepared,
+            prepared_tick: &mut s.conn.prepared_tick,
+        };
+        let hold = s.hold_client;
+        let result = relay::client_to_server(&mut cs, &mut ss, &mut ctx, hold);
+        match result {
+            Ok(relay::ClientFlow::Idle) => {}
+            Ok(relay::ClientFlow::Terminate) => {
+                self.flush_server(sref);
+                self.close_client(cref, "client terminated");
+                return;
+            }
+            Err(e) => {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    &format!("invalid frontend message: {e}"),
+                );
+                return;
+            }
+        }
+        self.flush_server(sref);
+        self.flush_client(cref);
+    }
+
+    // ---- server I/O -------------------------------------------------------------
+
+    fn drive_server(&mut self, sref: ConnRef) {
+        for _ in 0..READS_PER_TURN {
+            let Some(s) = server_at!(self, sref) else {
+                return;
+            };
+            if !s.readable || s.state == ServerState::Connecting {
+                return;
+            }
+            if let Some(cref) = s.client {
+                let full =
+                    client_at!(self, cref).is_some_and(|c| c.outbuf.len() > relay::HIGH_WATER);
+                if full {
+                    return;
+                }
+            }
+            let Some(s) = server_at!(self, sref) else {
+                return;
+            };
+            match s.inbuf.read_from(&mut self.bufs, &mut s.conn.stream) {
+                Ok(ReadOutcome::Data) => self.process_server(sref),
+                Ok(ReadOutcome::WouldBlock) => {
+                    s.readable = false;
+                    // Input held back by back-pressure still needs relaying.
+                    if !s.inbuf.is_empty() {
+                        self.process_server(sref);
+                    }
+                    if let Some(s) = server_at!(self, sref) {
+                        s.inbuf.release_if_empty(&mut self.bufs);
+                    }
+                    return;
+                }
+                Ok(ReadOutcome::Eof) => {
+                    self.server_lost(sref, "server closed the connection");
+                    return;
+                }
+                Err(e) => {
+                    self.server_lost(sref, &format!("server read error: {e}"));
+                    return;
+                }
+            }
+        }
+        self.deferred_servers.push(sref);
+    }
+
+    fn flush_server(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if s.outbuf.is_empty() || !s.writable {
+            return;
+        }
+        match s.outbuf.write_to(&mut s.conn.stream) {
+            Ok(all) => {
+                if !all {
+                    s.writable = false;
+                }
+                let resume = s.outbuf.len() <= relay::HIGH_WATER / 2;
+                s.outbuf.release_if_empty(&mut self.bufs);
+                if resume {
+                    if let Some(cref) = s.client {
+                        if client_at!(self, cref).is_some_and(|c| !c.inbuf.is_empty() || c.readable)
+                        {
+                            self.deferred_clients.push(cref);
+                        }
+                    }
+                }
+            }
+            Err(e) => self.server_lost(sref, &format!("server write error: {e}")),
+        }
+    }
+
+    fn server_writable(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if s.state == ServerState::Connecting {
+            self.server_connected(sref);
+        } else {
+            self.flush_server(sref);
+        }
+    }
+
+    fn process_server(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        match s.state {
+            ServerState::Connecting => {}
+            ServerState::Login => self.server_login_input(sref),
+            ServerState::Linked | ServerState::Resetting => self.relay_server(sref),
+        }
+    }
+
+    fn relay_server(&mut self, sref: ConnRef) {
+        let track = self.snap.config.pooler.max_prepared_statements > 0;
+        let max_prepared = self.snap.config.pooler.max_prepared_statements as usize;
+        let Some(s) = self
+            .servers
+            .get_mut(sref.index)
+            .filter(|s| s.generation == sref.generation)
+        else {
+            return;
+        };
+        let cref = s.client;
+        let client = cref.and_then(|r| {
+            self.clients
+                .get_mut(r.index)
+                .filter(|c| c.generation == r.generation)
+        });
+        let mut ctx = relay::Ctx {
+            bufs: &mut self.bufs,
+            scratch: &mut self.scratch,
+            message: &mut self.message,
+            track_statements: track,
+            max_prepared,
+        };
+        let mut ss = relay::ServerSide {
+            inbuf: &mut s.inbuf,
+            outbuf: &mut s.outbuf,
+            fwd_remaining: &mut s.fwd_remaining,
+            fwd_to_client: &mut s.fwd_to_client,
+            tracker: &mut s.tracker,
+            status: &mut s.status,
+            params: &mut s.conn.params,
+            prepared: &mut s.conn.prepared,
+            prepared_tick: &mut s.conn.prepared_tick,
+        };
+        let result = match client {
+            Some(c) => {
+                let mut cs = relay::ClientSide {
+                    inbuf: &mut c.inbuf,
+                    outbuf: &mut c.outbuf,
+                    fwd_remaining: &mut c.fwd_remaining,
+                    statements: &mut c.statements,
+                    params: &mut c.params,
+                };
+                relay::server_to_client(&mut ss, Some(&mut cs), &mut ctx)
+            }
+            None => relay::server_to_client(&mut ss, None, &mut ctx),
+        };
+        let ev = match result {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.server_lost(sref, &format!("invalid message from server: {e}"));
+                return;
+            }
+        };
+        if let Some(cref) = cref {
+            self.flush_client(cref);
+        }
+        self.after_server_events(sref, ev);
+    }
+
+    fn after_server_events(&mut self, sref: ConnRef, ev: relay::ServerEvents) {
+        log::trace!("server {sref:?} events {ev:?}");
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if s.state == ServerState::Resetting {
+            if ev.internal_done {
+                if ev.internal_error.is_some() || s.status != b'I' {
+                    self.close_server(sref, "server_reset_query failed");
+                } else {
+                    s.conn.prepared.clear();
+                    s.conn.params = s.conn.reset_params.clone();
+                    self.release_server(sref);
+                }
+            }
+            return;
+        }
+        let cref = s.client;
+        if ev.internal_done {
+            s.hold_client = false;
+            if let Some(err) = ev.internal_error {
+                // The client's own startup settings were refused by PostgreSQL: as
+                // PostgreSQL would, refuse the session.
+                if let Some(cref) = cref {
+                    self.fail_client(cref, Severity::Fatal, &err.code, &err.message);
+                }
+                return;
+            }
+            if let Some(cref) = cref {
+                let wanted = client_at!(self, cref).map(|c| c.params.clone());
+                if let (Some(wanted), Some(s)) = (wanted, server_at!(self, sref)) {
+                    crate::params::apply_sync(&wanted, &mut s.conn.params);
+                }
+                self.relay_client(cref);
+                // Input the client sent while held back is still in the socket.
+                self.deferred_clients.push(cref);
+            }
+        }
+        if ev.fatal {
+            // The server said FATAL: it is going away; the client saw the error.
+            if let Some(cref) = cref {
+                self.close_client_keep_server(cref);
+            }
+            self.close_server(sref, "server sent FATAL");
+            return;
+        }
+        self.maybe_release(sref);
+    }
+
+    /// Transaction mode: the server goes back at ReadyForQuery 'I' with nothing in flight.
+    fn maybe_release(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if s.state != ServerState::Linked
+            || !s.tracker.is_empty()
+            || s.status != b'I'
+            || s.hold_client
+            || s.fwd_remaining > 0
+            || !s.inbuf.is_empty()
+            || !s.outbuf.is_empty()
+        {
+            return;
+        }
+        let Some(cref) = s.client else { return };
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        if c.fwd_remaining > 0 {
+            return;
+        }
+        if c.mode == PoolMode::Session {
+            if self.shutdown.is_some() {
+                self.close_if_drained(cref);
+            }
+            return;
+        }
+        c.server = None;
+        c.state = ClientState::Idle;
+        if let Some(s) = server_at!(self, sref) {
+            s.client = None;
+        }
+        self.release_server(sref);
+        if self.shutdown.is_some() {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to pooler shutdown",
+            );
+            return;
+        }
+        let gone = client_at!(self, cref).is_some_and(|c| {
+            !c.database.is_empty() && !self.snap.config.databases.contains_key(&c.database)
+        });
+        if gone {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                "database removed from the pooler configuration",
+            );
+            return;
+        }
+        // A pipelined next request may already be buffered.
+        if client_at!(self, cref).is_some_and(|c| !c.inbuf.is_empty()) {
+            self.client_idle_input(cref);
+        }
+    }
+
+    // ---- linking and release ---------------------------------------------------
+
+    /// Takes a server into this worker (from the pool or another worker) for `client`.
+    fn adopt_server(&mut self, conn: Box<ServerConn>, pool: Arc<Pool>, client: Option<ConnRef>) {
+        let generation = self.next_gen();
+        let entry = self.servers.vacant_entry();
+        let index = entry.key();
+        let mut s = Server {
+            generation,
+            conn,
+            pool,
+            state: ServerState::Linked,
+            inbuf: Buf::default(),
+            outbuf: Buf::default(),
+            readable: true,
+            writable: true,
+            client: None,
+            tracker: Tracker::default(),
+            status: b'I',
+            fwd_remaining: 0,
+            fwd_to_client: false,
+            hold_client: false,
+            deadline: None,
+            login: server::Login::default(),
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut s.conn.stream,
+            token(KIND_SERVER, index, generation),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register server {}: {e}", s.conn.id);
+            let pool = s.pool.clone();
+            drop(s);
+            if pool.server_closed() {
+                self.launch_server(pool);
+            }
+            return;
+        }
+        entry.insert(s);
+        let sref = ConnRef { index, generation };
+        match client {
+            Some(cref) => self.link(cref, sref),
+            None => self.release_server(sref),
+        }
+    }
+
+    /// Links a waiting client and a server in this worker, after the pooler brings the
+    /// server's settings in line with the client's.
+    fn link(&mut self, cref: ConnRef, sref: ConnRef) {
+        log::trace!("link client {cref:?} server {sref:?}");
+        let Some(c) = client_at!(self, cref) else {
+            self.release_server(sref);
+            return;
+        };
+        let welcome = match c.state {
+            ClientState::WaitingLogin => true,
+            ClientState::Waiting => false,
+            _ => {
+                self.release_server(sref);
+                return;
+            }
+        };
+        c.state = ClientState::Linked;
+        c.server = Some(sref);
+        if welcome {
+            let defaults = c
+                .pool
+                .as_ref()
+                .and_then(|p| p.lock().default_params.clone())
+                .unwrap_or_default();
+            self.send_welcome(cref, &defaults);
+        }
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let wanted = c.params.clone();
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        s.client = Some(cref);
+        s.state = ServerState::Linked;
+        if let Some(sql) = crate::params::sync_sql(&wanted, &s.conn.params) {
+            self.scratch.clear();
+            protocol::query(&mut self.scratch, &sql);
+            s.outbuf.extend(&mut self.bufs, &self.scratch);
+            s.tracker.push(relay::Pending::Internal);
+            s.hold_client = true;
+        }
+        self.relay_client(cref);
+        self.flush_server(sref);
+        self.flush_client(cref);
+        self.maybe_release(sref);
+    }
+
+    /// A healthy, unlinked server goes to the first waiter or back to the pool.
+    fn release_server(&mut self, sref: ConnRef) {
+        log::trace!("release server {sref:?}");
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        debug_assert!(s.client.is_none());
+        let pool = s.pool.clone();
+        let now = Instant::now();
+        if !s.inbuf.is_empty() || !s.outbuf.is_empty() || s.fwd_remaining > 0 {
+            self.close_server(sref, "unexpected bytes at release");
+            return;
+        }
+        if pool.server_is_current(&s.conn, now) {
+            // Local hand-off first: no syscalls, and the server stays registered here.
+            while let Some(w) = pool.pop_waiter() {
+                if w.worker == self.id {
+                    let alive = client_at!(self, w.client).is_some_and(|c| {
+                        matches!(c.state, ClientState::Waiting | ClientState::WaitingLogin)
+                    });
+                    if alive {
+                        if let Some(s) = server_at!(self, sref) {
+                            s.conn.last_used = now;
+                        }
+                        self.link(w.client, sref);
+                        return;
+                    }
+                    continue;
+                }
+                let Some(conn) = self.detach_server(sref) else {
+                    return;
+                };
+                self.shared.send_to(
+                    w.worker,
+                    WorkerMsg::ServerAssigned {
+                        client: w.client,
+                        server: conn,
+                        pool,
+                    },
+                );
+                return;
+            }
+        }
+        let Some(conn) = self.detach_server(sref) else {
+            return;
+        };
+        match pool.release(conn, now) {
+            crate::pool::Release::Pooled => {}
+            crate::pool::Release::ToWaiter(w, conn) => {
+                if w.worker == self.id {
+                    self.adopt_server(conn, pool, Some(w.client));
+                } else {
+                    self.shared.send_to(
+                        w.worker,
+                        WorkerMsg::ServerAssigned {
+                            client: w.client,
+                            server: conn,
+                            pool,
+                        },
+                    );
+                }
+            }
+            crate::pool::Release::Close(conn, launch) => {
+                log::debug!("server {} retired (lifetime or reload)", conn.id);
+                conn.terminate();
+                if launch {
+                    self.launch_server(pool);
+                }
+            }
+        }
+    }
+
+    /// Removes a server from this worker, keeping its connection.
+    fn detach_server(&mut self, sref: ConnRef) -> Option<Box<ServerConn>> {
+        server_at!(self, sref)?;
+        let mut s = self.servers.remove(sref.index);
+        let _ = self.poll.registry().deregister(&mut s.conn.stream);
+        s.inbuf.release_if_empty(&mut self.bufs);
+        s.outbuf.release_if_empty(&mut self.bufs);
+        Some(s.conn)
+    }
+
+    fn close_server(&mut self, sref: ConnRef, reason: &str) {
+        let Some(conn) = self.detach_server_any(sref) else {
+            return;
+        };
+        let (pool, client, state) = conn;
+        if let Some(cref) = client {
+            if let Some(c) = client_at!(self, cref) {
+                c.server = None;
+            }
+        }
+        log::debug!("closing server: {reason}");
+        let connecting = matches!(state, ServerState::Connecting | ServerState::Login);
+        if connecting {
+            let waiters = pool.connect_failed();
+            self.fail_waiters(waiters, reason, None);
+        } else if pool.server_closed() {
+            self.launch_server(pool);
+        }
+    }
+
+    /// Removes a server entirely (any state) and closes its socket.
+    fn detach_server_any(
+        &mut self,
+        sref: ConnRef,
+    ) -> Option<(Arc<Pool>, Option<ConnRef>, ServerState)> {
+        server_at!(self, sref)?;
+        let mut s = self.servers.remove(sref.index);
+        let _ = self.poll.registry().deregister(&mut s.conn.stream);
+        s.inbuf.release_if_empty(&mut self.bufs);
+        s.outbuf.release_if_empty(&mut self.bufs);
+        let pool = s.pool.clone();
+        let client = s.client;
+        let state = s.state;
+        if state != ServerState::Connecting {
+            s.conn.terminate();
+        }
+        Some((pool, client, state))
+    }
+
+    /// The server connection broke. Its client, if any, gets an error and is closed: its
+    /// transaction state is gone with the server.
+    fn server_lost(&mut self, sref: ConnRef, reason: &str) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        let client = s.client;
+        let state = s.state;
+        if state == ServerState::Login || state == ServerState::Connecting {
+            self.server_login_failed(sref, reason, None);
+            return;
+        }
+        log::info!("server connection lost: {reason}");
+        if let Some(cref) = client {
+            self.fail_client_keep_server(
+                cref,
+                Severity::Fatal,
+                sqlstate::CONNECTION_FAILURE,
+                "server closed the connection unexpectedly",
+            );
+        }
+        self.close_server(sref, reason);
+    }
+
+    fn fail_waiters(&mut self, waiters: Vec<Waiter>, reason: &str, error: Option<Vec<u8>>) {
+        if waiters.is_empty() {
+            return;
+        }
+        let bytes = Arc::new(error.unwrap_or_else(|| {
+            let mut v = Vec::new();
+            protocol::error_response(
+                &mut v,
+                Severity::Fatal,
+                sqlstate::CONNECTION_FAILURE,
+                &format!("pooler could not connect to the server: {reason}"),
+            );
+            v
+        }));
+        for w in waiters {
+            if w.worker == self.id {
+                self.fail_client_raw(w.client, &bytes);
+            } else {
+                self.shared.send_to(
+                    w.worker,
+                    WorkerMsg::FailWaiter {
+                        client: w.client,
+                        error: bytes.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    // ---- closing clients --------------------------------------------------------
+
+    fn fail_client(&mut self, cref: ConnRef, severity: Severity, code: &str, message: &str) {
+        self.scratch.clear();
+        protocol::error_response(&mut self.scratch, severity, code, message);
+        let bytes = std::mem::take(&mut self.scratch);
+        self.fail_client_raw(cref, &bytes);
+        self.scratch = bytes;
+    }
+
+    /// Sends a prepared ErrorResponse, then closes the client.
+    fn fail_client_raw(&mut self, cref: ConnRef, error: &[u8]) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        c.outbuf.extend(&mut self.bufs, error);
+        let fields = protocol::parse_error_fields(error.get(5..).unwrap_or_default());
+        let reason = format!("{}: {}", fields.code, fields.message);
+        self.flush_client(cref);
+        self.close_client(cref, &reason);
+    }
+
+    /// Like fail_client, for a client whose server is being closed by the caller.
+    fn fail_client_keep_server(
+        &mut self,
+        cref: ConnRef,
+        severity: Severity,
+        code: &str,
+        msg: &str,
+    ) {
+        if let Some(c) = client_at!(self, cref) {
+            c.server = None;
+        }
+        self.fail_client(cref, severity, code, msg);
+    }
+
+    fn close_client_keep_server(&mut self, cref: ConnRef) {
+        if let Some(c) = client_at!(self, cref) {
+            c.server = None;
+        }
+        self.flush_client(cref);
+        self.close_client(cref, "server sent FATAL");
+    }
+
+    /// Closes a client; its server is released when clean, reset in session mode, and
+    /// closed when its state is unknown (mid-transaction, mid-request).
+    fn close_client(&mut self, cref: ConnRef, reason: &str) {
+        if client_at!(self, cref).is_none() {
+            return;
+        }
+        let mut c = self.clients.remove(cref.index);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        c.inbuf.release_if_empty(&mut self.bufs);
+        c.outbuf.release_if_empty(&mut self.bufs);
+        if c.counted {
+            self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(key) = c.cancel_key {
+            self.shared.lock_cancels().remove(&key);
+        }
+        if !c.user.is_empty() {
+            log::debug!(
+                "client {} {}@{} from {} closed: {reason}",
+                c.id,
+                c.user,
+                c.database,
+                c.peer
+            );
+        }
+        if matches!(c.state, ClientState::Waiting | ClientState::WaitingLogin) {
+            if let Some(pool) = &c.pool {
+                pool.remove_waiter(Waiter {
+                    worker: self.id,
+                    client: cref,
+                });
+            }
+        }
+        let Some(sref) = c.server else { return };
+        let reset = self.snap.config.pooler.server_reset_query.clone();
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        s.client = None;
+        let clean = s.state == ServerState::Linked
+            && s.tracker.is_empty()
+            && s.status == b'I'
+            && s.fwd_remaining == 0
+            && c.fwd_remaining == 0
+            && !s.hold_client;
+        if !clean {
+            self.close_server(sref, "client left mid-transaction or mid-request");
+            return;
+        }
+        if c.mode == PoolMode::Session && !reset.is_empty() {
+            s.state = ServerState::Resetting;
+            self.scratch.clear();
+            protocol::query(&mut self.scratch, &reset);
+            s.outbuf.extend(&mut self.bufs, &self.scratch);
+            s.tracker.push(relay::Pending::Internal);
+            self.flush_server(sref);
+        } else {
+            self.release_server(sref);
+        }
+    }
+
+    // ---- cancel -----------------------------------------------------------------
+
+    fn cancel_client(&mut self, cref: ConnRef) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        match c.state {
+            ClientState::Linked => {
+                let Some(sref) = c.server else { return };
+                let Some(s) = server_at!(self, sref) else {
+                    return;
+                };
+                let addr = s.pool.lock().target.addr.clone();
+                let (pid, key) = (s.conn.backend_pid, s.conn.backend_key);
+                server::send_cancel(addr, pid, key);
+            }
+            ClientState::Waiting => {
+                // The queued request never reaches a server: drop it and answer as
+                // PostgreSQL would have.
+                if let Some(pool) = c.pool.clone() {
+                    pool.remove_waiter(Waiter {
+                        worker: self.id,
+                        client: cref,
+                    });
+                }
+                let Some(c) = client_at!(self, cref) else {
+                    return;
+                };
+                let mut rest = 0;
+                while let Ok(Some((_, len))) = protocol::parse_header(c.inbuf.pending()) {
+                    let n = len.min(c.inbuf.len());
+                    c.inbuf.consume(n);
+                    rest = len - n;
+                    if rest > 0 {
+                        break;
+                    }
+                }
+                c.discard_remaining = rest;
+                c.state = ClientState::Idle;
+                self.scratch.clear();
+                protocol::error_response(
+                    &mut self.scratch,
+                    Severity::Error,
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to user request",
+                );
+                protocol::ready_for_query(&mut self.scratch, b'I');
+                c.outbuf.extend(&mut self.bufs, &self.scratch);
+                self.flush_client(cref);
+            }
+            _ => {}
+        }
+    }
+
+    // ---- timers -----------------------------------------------------------------
+
+    fn check_timers(&mut self, now: Instant) {
+        let p = &self.snap.config.pooler;
+        let query_wait = p.query_wait_timeout;
+        let client_idle = p.client_idle_timeout;
+        let idle_tx = p.idle_transaction_timeout;
+        let mut expired: Vec<(ConnRef, &'static str, &'static str, String)> = Vec::new();
+        for (i, c) in self.clients.iter() {
+            let cref = ConnRef {
+                index: i,
+                generation: c.generation,
+            };
+            match c.state {
+                ClientState::Startup | ClientState::Auth => {
+                    if now.duration_since(c.connected_at) > LOGIN_TIMEOUT {
+                        expired.push((
+                            cref,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "",
+                            "client login timeout".into(),
+                        ));
+                    }
+                }
+                ClientState::Waiting | ClientState::WaitingLogin => {
+                    if !query_wait.is_zero() && now.duration_since(c.wait_started) > query_wait {
+                        expired.push((
+                            cref,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "",
+                            format!(
+                                "query_wait_timeout: no server connection became available within {}",
+                                crate::config::format_duration(query_wait)
+                            ),
+                        ));
+                    }
+                }
+                ClientState::Idle => {
+                    if !client_idle.is_zero() && now.duration_since(c.last_activity) > client_idle {
+                        expired.push((
+                            cref,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "",
+                            "client_idle_timeout: connection idle too long".into(),
+                        ));
+                    }
+                }
+                ClientState::Linked => {
+                    let Some(sref) = c.server else { continue };
+                    let Some(s) = self
+                        .servers
+                        .get(sref.index)
+                        .filter(|s| s.generation == sref.generation)
+                    else {
+                        continue;
+                    };
+                    let between_requests = s.tracker.is_empty() && c.inbuf.is_empty();
+                    let idle_for = now.duration_since(c.last_activity);
+                    if between_requests && s.status != b'I' {
+                        if !idle_tx.is_zero() && idle_for > idle_tx {
+                            expired.push((
+                                cref,
+                                sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                                "tx",
+                                "idle_transaction_timeout: transaction idle too long".into(),
+                            ));
+                        }
+                    } else if between_requests && !client_idle.is_zero() && idle_for > client_idle {
+                        expired.push((
+                            cref,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "",
+                            "client_idle_timeout: connection idle too long".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        for (cref, code, _, msg) in expired {
+            if let Some(c) = client_at!(self, cref) {
+                log::info!("client {} {}@{}: {msg}", c.id, c.user, c.database);
+            }
+            self.fail_client(cref, Severity::Fatal, code, &msg);
+        }
+        let late: Vec<ConnRef> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.deadline.is_some_and(|d| now > d))
+            .map(|(i, s)| ConnRef {
+                index: i,
+                generation: s.generation,
+            })
+            .collect();
+        for sref in late {
+            let reason = format!(
+                "server_connect_timeout: no connection within {}",
+                crate::config::format_duration(self.snap.config.pooler.server_connect_timeout)
+            );
+            self.server_login_failed(sref, &reason, None);
+        }
+    }
+}

@@ -1,0 +1,845 @@
+//! The relay between a linked client and server: frame by header, forward byte runs, parse
+//! only what drives pooling. Sans-IO: both sides' buffers in, decisions out.
+//!
+//! Every request the server will answer is recorded in a [`Tracker`], in order, so the
+//! relay knows when the server is idle (transaction-mode release), which responses belong
+//! to the pooler's own messages (swallowed), and where to insert the ParseComplete and
+//! CloseComplete the pooler answers itself for prepared statements it did not send.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::buf::{Buf, BufPool};
+use crate::params::{self, ParamSet};
+use crate::protocol::{self, backend, frontend, parse_header, ProtocolError, Reader};
+
+/// Stop relaying into a destination holding this much unsent data (back-pressure).
+pub const HIGH_WATER: usize = 512 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// `forward` false: the pooler's own Parse, its ParseComplete is swallowed. `name`: the
+    /// server-side statement name registered on the server when the Parse was sent.
+    Parse {
+        forward: bool,
+        name: Option<Arc<str>>,
+    },
+    /// A Parse of a statement the server already has: the pooler answers ParseComplete.
+    SyntheticParse,
+    Bind,
+    Describe,
+    Execute,
+    Close {
+        forward: bool,
+    },
+    /// A Close of a client statement: the pooler answers CloseComplete, the server keeps it.
+    SyntheticClose,
+    Sync,
+    Query,
+    FunctionCall,
+    /// The pooler's own simple query (settings sync, reset): everything up to ReadyForQuery
+    /// is swallowed.
+    Internal,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    queue: VecDeque<Pending>,
+    /// After an error in an extended-protocol batch the server discards messages until Sync.
+    skipping: bool,
+    syncs: usize,
+}
+
+impl Tracker {
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn front(&self) -> Option<&Pending> {
+        self.queue.front()
+    }
+
+    /// True when the server will discard the next message without answering it.
+    pub fn discarding(&self) -> bool {
+        self.skipping && self.syncs == 0
+    }
+
+    pub fn push(&mut self, p: Pending) {
+        if p == Pending::Sync {
+            self.syncs += 1;
+        } else if self.discarding() {
+            return;
+        }
+        self.queue.push_back(p);
+    }
+
+    fn pop(&mut self) -> Option<Pending> {
+        let p = self.queue.pop_front();
+        if p == Some(Pending::Sync) {
+            self.syncs -= 1;
+        }
+        p
+    }
+
+    /// An ErrorResponse arrived. Inside an extended batch the server skips to Sync: drop
+    /// what it will never answer; returns the statement names whose Parse failed or was
+    /// skipped, which the server therefore does not have.
+    fn on_error(&mut self) -> Vec<Arc<str>> {
+        let mut unregistered = Vec::new();
+        match self.queue.front() {
+            None
+            | Some(Pending::Query)
+            | Some(Pending::Internal)
+            | Some(Pending::FunctionCall)
+            | Some(Pending::Sync) => {}
+            Some(_) => {
+                while let Some(front) = self.queue.front() {
+                    if *front == Pending::Sync {
+                        break;
+                    }
+                    if let Some(Pending::Parse { name: Some(n), .. }) = self.queue.pop_front() {
+                        unregistered.push(n);
+                    }
+                }
+                if self.syncs == 0 {
+                    self.skipping = true;
+                }
+            }
+        }
+        unregistered
+    }
+}
+
+/// A client's named prepared statement: the server-side name is derived from the statement
+/// text and parameter types, so every client preparing the same SQL shares one server copy.
+pub struct Statement {
+    pub server_name: Arc<str>,
+    /// Parse body after the name: query string, parameter count, parameter type OIDs.
+    pub body: Vec<u8>,
+}
+
+pub fn server_statement_name(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let mut name = String::with_capacity(7 + 24);
+    name.push_str("pooler_");
+    for b in &digest[..12] {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
+}
+
+/// What the relay needs from the worker besides the two connections.
+pub struct Ctx<'a> {
+    pub bufs: &'a mut BufPool,
+    /// Scratch for building rewritten messages; reused, so no allocation per message.
+    pub scratch: &'a mut Vec<u8>,
+    pub message: &'a mut Vec<u8>,
+    /// Transaction mode with prepared statement tracking on.
+    pub track_statements: bool,
+    pub max_prepared: usize,
+}
+
+/// The client side of a link, as the relay sees it.
+pub struct ClientSide<'a> {
+    pub inbuf: &'a mut Buf,
+    pub outbuf: &'a mut Buf,
+    pub fwd_remaining: &'a mut usize,
+    pub statements: &'a mut HashMap<String, Arc<Statement>>,
+    pub params: &'a mut ParamSet,
+}
+
+/// The server side of a link.
+pub struct ServerSide<'a> {
+    pub inbuf: &'a mut Buf,
+    pub outbuf: &'a mut Buf,
+    pub fwd_remaining: &'a mut usize,
+    pub fwd_to_client: &'a mut bool,
+    pub tracker: &'a mut Tracker,
+    pub status: &'a mut u8,
+    pub params: &'a mut ParamSet,
+    pub prepared: &'a mut HashMap<String, u64>,
+    pub prepared_tick: &'a mut u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientFlow {
+    /// Everything complete was relayed (or the server side is full / on hold).
+    Idle,
+    Terminate,
+}
+
+fn track_tag(tag: u8) -> Option<Pending> {
+    match tag {
+        frontend::QUERY => Some(Pending::Query),
+        frontend::SYNC => Some(Pending::Sync),
+        frontend::EXECUTE => Some(Pending::Execute),
+        frontend::DESCRIBE => Some(Pending::Describe),
+        frontend::PARSE => Some(Pending::Parse {
+            forward: true,
+            name: None,
+        }),
+        frontend::BIND => Some(Pending::Bind),
+        frontend::CLOSE => Some(Pending::Close { forward: true }),
+        frontend::FUNCTION_CALL => Some(Pending::FunctionCall),
+        _ => None,
+    }
+}
+
+/// Emits the pooler's own answers that are now at the head of the response order.
+pub fn emit_synthetic(tracker: &mut Tracker, out: &mut Buf, ctx: &mut Ctx) {
+    loop {
+        match tracker.front() {
+            Some(Pending::SyntheticParse) => {
+                ctx.scratch.clear();
+                protocol::parse_complete(ctx.scratch);
+            }
+            Some(Pending::SyntheticClose) => {
+                ctx.scratch.clear();
+                protocol::close_complete(ctx.scratch);
+            }
+            _ => return,
+        }
+        tracker.pop();
+        out.extend(ctx.bufs, ctx.scratch);
+    }
+}
+
+/// Relays complete client messages to the server. `hold` stops before the first message
+/// (the pooler's own query must finish first).
+pub fn client_to_server(
+    c: &mut ClientSide,
+    s: &mut ServerSide,
+    ctx: &mut Ctx,
+    hold: bool,
+) -> Result<ClientFlow, ProtocolError> {
+    loop {
+        if hold && *c.fwd_remaining == 0 {
+            return Ok(ClientFlow::Idle);
+        }
+        if s.outbuf.len() > HIGH_WATER {
+            return Ok(ClientFlow::Idle);
+        }
+        if *c.fwd_remaining > 0 {
+            let pending = c.inbuf.pending();
+            if pending.is_empty() {
+                return Ok(ClientFlow::Idle);
+            }
+            let n = pending.len().min(*c.fwd_remaining);
+            s.outbuf.extend(ctx.bufs, &pending[..n]);
+            c.inbuf.consume(n);
+            *c.fwd_remaining -= n;
+            continue;
+        }
+        let Some((tag, len)) = parse_header(c.inbuf.pending())? else {
+            return Ok(ClientFlow::Idle);
+        };
+        match tag {
+            frontend::TERMINATE => {
+                c.inbuf.consume(len.min(c.inbuf.len()));
+                return Ok(ClientFlow::Terminate);
+            }
+            frontend::PARSE | frontend::BIND | frontend::DESCRIBE | frontend::CLOSE
+                if ctx.track_statements =>
+            {
+                if c.inbuf.len() < len {
+                    c.inbuf.reserve_message(ctx.bufs, len);
+                    return Ok(ClientFlow::Idle);
+                }
+                ctx.message.clear();
+                ctx.message.extend_from_slice(&c.inbuf.pending()[..len]);
+                c.inbuf.consume(len);
+                let msg = std::mem::take(ctx.message);
+                let result = statement_message(tag, &msg, c, s, ctx);
+                *ctx.message = msg;
+                result?;
+                emit_synthetic(s.tracker, c.outbuf, ctx);
+            }
+            _ => {
+                if let Some(p) = track_tag(tag) {
+                    s.tracker.push(p);
+                }
+                let pending = c.inbuf.pending();
+                let n = pending.len().min(len);
+                s.outbuf.extend(ctx.bufs, &pending[..n]);
+                c.inbuf.consume(n);
+                *c.fwd_remaining = len - n;
+            }
+        }
+    }
+}
+
+/// Makes sure the server has `st` prepared, injecting a Parse (and an LRU eviction Close)
+/// ahead of the message that needs it.
+fn ensure_prepared(st: &Statement, s: &mut ServerSide, ctx: &mut Ctx) {
+    *s.prepared_tick += 1;
+    if let Some(tick) = s.prepared.get_mut(&*st.server_name) {
+        *tick = *s.prepared_tick;
+        return;
+    }
+    if s.tracker.discarding() {
+        return;
+    }
+    evict_if_full(s, ctx);
+    ctx.scratch.clear();
+    protocol::parse_with_body(ctx.scratch, &st.server_name, &st.body);
+    s.outbuf.extend(ctx.bufs, ctx.scratch);
+    s.prepared
+        .insert(st.server_name.to_string(), *s.prepared_tick);
+    s.tracker.push(Pending::Parse {
+        forward: false,
+        name: Some(st.server_name.clone()),
+    });
+}
+
+fn evict_if_full(s: &mut ServerSide, ctx: &mut Ctx) {
+    if ctx.max_prepared == 0 || s.prepared.len() < ctx.max_prepared {
+        return;
+    }
+    let Some(victim) = s
+        .prepared
+        .iter()
+        .min_by_key(|(_, tick)| **tick)
+        .map(|(name, _)| name.clone())
+    else {
+        return;
+    };
+    s.prepared.remove(&victim);
+    ctx.scratch.clear();
+    protocol::close_statement(ctx.scratch, &victim);
+    s.outbuf.extend(ctx.bufs, ctx.scratch);
+    s.tracker.push(Pending::Close { forward: false });
+}
+
+fn forward_whole(msg: &[u8], tag: u8, s: &mut ServerSide, ctx: &mut Ctx) {
+    if let Some(p) = track_tag(tag) {
+        s.tracker.push(p);
+    }
+    s.outbuf.extend(ctx.bufs, msg);
+}
+
+/// Parse / Bind / Describe / Close in transaction mode: rename client statements to their
+/// shared server-side names.
+fn statement_message(
+    tag: u8,
+    msg: &[u8],
+    c: &mut ClientSide,
+    s: &mut ServerSide,
+    ctx: &mut Ctx,
+) -> Result<(), ProtocolError> {
+    let body = &msg[5..];
+    let mut r = Reader::new(body);
+    match tag {
+        frontend::PARSE => {
+            let name = r.cstr()?;
+            if name.is_empty() {
+                forward_whole(msg, tag, s, ctx);
+                return Ok(());
+            }
+            let rest = r.remaining();
+            let server_name: Arc<str> = Arc::from(server_statement_name(rest));
+            let st = Arc::new(Statement {
+                server_name: server_name.clone(),
+                body: rest.to_vec(),
+            });
+            c.statements.insert(name.to_owned(), st.clone());
+            *s.prepared_tick += 1;
+            if let Some(tick) = s.prepared.get_mut(&*server_name) {
+                *tick = *s.prepared_tick;
+                s.tracker.push(Pending::SyntheticParse);
+                return Ok(());
+            }
+            if !s.tracker.discarding() {
+                evict_if_full(s, ctx);
+                s.prepared.insert(server_name.to_string(), *s.prepared_tick);
+            }
+            ctx.scratch.clear();
+            protocol::parse_with_body(ctx.scratch, &server_name, rest);
+            s.outbuf.extend(ctx.bufs, ctx.scratch);
+            s.tracker.push(Pending::Parse {
+                forward: true,
+                name: Some(server_name),
+            });
+        }
+        frontend::BIND => {
+            let portal = r.cstr_bytes()?;
+            let stmt = r.cstr()?;
+            let rest = r.remaining();
+            let Some(st) = (!stmt.is_empty())
+                .then(|| c.statements.get(stmt).cloned())
+                .flatten()
+            else {
+                forward_whole(msg, tag, s, ctx);
+                return Ok(());
+            };
+            ensure_prepared(&st, s, ctx);
+            ctx.scratch.clear();
+            protocol::begin(ctx.scratch, frontend::BIND)
+                .cstr_bytes(portal)
+                .cstr(&st.server_name)
+                .bytes(rest)
+                .finish();
+            s.outbuf.extend(ctx.bufs, ctx.scratch);
+            s.tracker.push(Pending::Bind);
+        }
+        frontend::DESCRIBE => {
+            let kind = r.u8()?;
+            let name = r.cstr()?;
+            let st = (kind == b'S' && !name.is_empty())
+                .then(|| c.statements.get(name).cloned())
+                .flatten();
+            let Some(st) = st else {
+                forward_whole(msg, tag, s, ctx);
+                return Ok(());
+            };
+            ensure_prepared(&st, s, ctx);
+            ctx.scratch.clear();
+            protocol::begin(ctx.scratch, frontend::DESCRIBE)
+                .u8(b'S')
+                .cstr(&st.server_name)
+                .finish();
+            s.outbuf.extend(ctx.bufs, ctx.scratch);
+            s.tracker.push(Pending::Describe);
+        }
+        frontend::CLOSE => {
+            let kind = r.u8()?;
+            let name = r.cstr()?;
+            if kind == b'S' && !name.is_empty() {
+                // The server copy may serve other clients; only the client's name goes.
+                c.statements.remove(name);
+                s.tracker.push(Pending::SyntheticClose);
+            } else {
+                forward_whole(msg, tag, s, ctx);
+            }
+        }
+        _ => forward_whole(msg, tag, s, ctx),
+    }
+    Ok(())
+}
+
+/// What the worker must act on after relaying server output.
+#[derive(Debug, Default)]
+pub struct ServerEvents {
+    /// The pooler's own query reached ReadyForQuery.
+    pub internal_done: bool,
+    /// ...and failed with this error (message body fields).
+    pub internal_error: Option<protocol::ErrorFields>,
+    /// A FATAL error was relayed: the server will close.
+    pub fatal: bool,
+}
+
+fn needs_whole(tag: u8) -> bool {
+    matches!(
+        tag,
+        backend::READY_FOR_QUERY
+            | backend::PARAMETER_STATUS
+            | backend::ERROR_RESPONSE
+            | backend::COMMAND_COMPLETE
+    )
+}
+
+/// Relays server messages to the client (or swallows them when `c` is None or they answer
+/// the pooler's own requests).
+pub fn server_to_client(
+    s: &mut ServerSide,
+    mut c: Option<&mut ClientSide>,
+    ctx: &mut Ctx,
+) -> Result<ServerEvents, ProtocolError> {
+    let mut ev = ServerEvents::default();
+    loop {
+        if let Some(cl) = c.as_deref_mut() {
+            emit_synthetic(s.tracker, cl.outbuf, ctx);
+            if cl.outbuf.len() > HIGH_WATER {
+                return Ok(ev);
+            }
+        }
+        if *s.fwd_remaining > 0 {
+            let pending = s.inbuf.pending();
+            if pending.is_empty() {
+                return Ok(ev);
+            }
+            let n = pending.len().min(*s.fwd_remaining);
+            if *s.fwd_to_client {
+                if let Some(cl) = c.as_deref_mut() {
+                    cl.outbuf.extend(ctx.bufs, &pending[..n]);
+                }
+            }
+            s.inbuf.consume(n);
+            *s.fwd_remaining -= n;
+            continue;
+        }
+        let Some((tag, len)) = parse_header(s.inbuf.pending())? else {
+            return Ok(ev);
+        };
+        if needs_whole(tag) && s.inbuf.len() < len {
+            s.inbuf.reserve_message(ctx.bufs, len);
+            return Ok(ev);
+        }
+        let internal = matches!(s.tracker.front(), Some(Pending::Internal));
+        let mut forward = !internal;
+        match tag {
+            backend::READY_FOR_QUERY => {
+                let status = s.inbuf.pending().get(5).copied().unwrap_or(b'I');
+                *s.status = status;
+                s.tracker.skipping = false;
+                if s.tracker.pop() == Some(Pending::Internal) {
+                    ev.internal_done = true;
+                    forward = false;
+                }
+            }
+            backend::ERROR_RESPONSE => {
+                let fields = protocol::parse_error_fields(&s.inbuf.pending()[5..len]);
+                if fields.severity == "FATAL" || fields.severity == "PANIC" {
+                    ev.fatal = true;
+                }
+                if internal {
+                    ev.internal_error = Some(fields);
+                }
+                for name in s.tracker.on_error() {
+                    s.prepared.remove(&*name);
+                }
+            }
+            backend::PARSE_COMPLETE => {
+                if let Some(Pending::Parse { forward: fwd, .. }) = s.tracker.front() {
+                    forward = *fwd;
+                    s.tracker.pop();
+                }
+            }
+            backend::CLOSE_COMPLETE => {
+                if let Some(Pending::Close { forward: fwd }) = s.tracker.front() {
+                    forward = *fwd;
+                    s.tracker.pop();
+                }
+            }
+            backend::BIND_COMPLETE => {
+                if s.tracker.front() == Some(&Pending::Bind) {
+                    s.tracker.pop();
+                }
+            }
+            backend::ROW_DESCRIPTION | backend::NO_DATA => {
+                if s.tracker.front() == Some(&Pending::Describe) {
+                    s.tracker.pop();
+                }
+            }
+            backend::COMMAND_COMPLETE => {
+                let tag_text = &s.inbuf.pending()[5..len];
+                // The client wiped the server's statements itself; forget ours too.
+                if tag_text == b"DISCARD ALL\0" || tag_text == b"DEALLOCATE ALL\0" {
+                    s.prepared.clear();
+                }
+                if s.tracker.front() == Some(&Pending::Execute) {
+                    s.tracker.pop();
+                }
+            }
+            backend::EMPTY_QUERY_RESPONSE | backend::PORTAL_SUSPENDED => {
+                if s.tracker.front() == Some(&Pending::Execute) {
+                    s.tracker.pop();
+                }
+            }
+            backend::PARAMETER_STATUS => {
+                forward = false;
+                let mut r = Reader::new(&s.inbuf.pending()[5..len]);
+                if let (Ok(name), Ok(value)) = (r.cstr(), r.cstr()) {
+                    let lower = name.to_ascii_lowercase();
+                    if params::is_reported(&lower) {
+                        s.params.set(&lower, value);
+                    }
+                    // The client hears of a change only when its own view differs, so the
+                    // pooler's settings sync stays invisible.
+                    if let Some(cl) = c.as_deref_mut() {
+                        if cl.params.get(&lower) != Some(value) {
+                            if params::is_reported(&lower) {
+                                cl.params.set(&lower, value);
+                            }
+                            forward = true;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let pending = s.inbuf.pending();
+        let n = pending.len().min(len);
+        if forward {
+            if let Some(cl) = c.as_deref_mut() {
+                cl.outbuf.extend(ctx.bufs, &pending[..n]);
+            }
+        }
+        s.inbuf.consume(n);
+        *s.fwd_remaining = len - n;
+        *s.fwd_to_client = forward;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Harness {
+        bufs: BufPool,
+        scratch: Vec<u8>,
+        message: Vec<u8>,
+        c_in: Buf,
+        c_out: Buf,
+        c_fwd: usize,
+        stmts: HashMap<String, Arc<Statement>>,
+        c_params: ParamSet,
+        s_in: Buf,
+        s_out: Buf,
+        s_fwd: usize,
+        s_to_client: bool,
+        tracker: Tracker,
+        status: u8,
+        s_params: ParamSet,
+        prepared: HashMap<String, u64>,
+        tick: u64,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Harness {
+                bufs: BufPool::default(),
+                scratch: Vec::new(),
+                message: Vec::new(),
+                c_in: Buf::default(),
+                c_out: Buf::default(),
+                c_fwd: 0,
+                stmts: HashMap::new(),
+                c_params: ParamSet::default(),
+                s_in: Buf::default(),
+                s_out: Buf::default(),
+                s_fwd: 0,
+                s_to_client: false,
+                tracker: Tracker::default(),
+                status: b'I',
+                s_params: ParamSet::default(),
+                prepared: HashMap::new(),
+                tick: 0,
+            }
+        }
+
+        fn client_sends(&mut self, bytes: &[u8]) -> ClientFlow {
+            self.c_in.extend(&mut self.bufs, bytes);
+            let mut ctx = Ctx {
+                bufs: &mut self.bufs,
+                scratch: &mut self.scratch,
+                message: &mut self.message,
+                track_statements: true,
+                max_prepared: 2,
+            };
+            let mut c = ClientSide {
+                inbuf: &mut self.c_in,
+                outbuf: &mut self.c_out,
+                fwd_remaining: &mut self.c_fwd,
+                statements: &mut self.stmts,
+                params: &mut self.c_params,
+            };
+            let mut s = ServerSide {
+                inbuf: &mut self.s_in,
+                outbuf: &mut self.s_out,
+                fwd_remaining: &mut self.s_fwd,
+                fwd_to_client: &mut self.s_to_client,
+                tracker: &mut self.tracker,
+                status: &mut self.status,
+                params: &mut self.s_params,
+                prepared: &mut self.prepared,
+                prepared_tick: &mut self.tick,
+            };
+            client_to_server(&mut c, &mut s, &mut ctx, false).unwrap()
+        }
+
+        fn server_sends(&mut self, bytes: &[u8]) -> ServerEvents {
+            self.s_in.extend(&mut self.bufs, bytes);
+            let mut ctx = Ctx {
+                bufs: &mut self.bufs,
+                scratch: &mut self.scratch,
+                message: &mut self.message,
+                track_statements: true,
+                max_prepared: 2,
+            };
+            let mut c = ClientSide {
+                inbuf: &mut self.c_in,
+                outbuf: &mut self.c_out,
+                fwd_remaining: &mut self.c_fwd,
+                statements: &mut self.stmts,
+                params: &mut self.c_params,
+            };
+            let mut s = ServerSide {
+                inbuf: &mut self.s_in,
+                outbuf: &mut self.s_out,
+                fwd_remaining: &mut self.s_fwd,
+                fwd_to_client: &mut self.s_to_client,
+                tracker: &mut self.tracker,
+                status: &mut self.status,
+                params: &mut self.s_params,
+                prepared: &mut self.prepared,
+                prepared_tick: &mut self.tick,
+            };
+            server_to_client(&mut s, Some(&mut c), &mut ctx).unwrap()
+        }
+
+        fn take_server_out(&mut self) -> Vec<u8> {
+            let v = self.s_out.pending().to_vec();
+            self.s_out.consume(v.len());
+            v
+        }
+
+        fn take_client_out(&mut self) -> Vec<u8> {
+            let v = self.c_out.pending().to_vec();
+            self.c_out.consume(v.len());
+            v
+        }
+    }
+
+    fn msg(tag: u8, f: impl FnOnce(protocol::Msg) -> protocol::Msg) -> Vec<u8> {
+        let mut v = Vec::new();
+        f(protocol::begin(&mut v, tag)).finish();
+        v
+    }
+
+    fn tags(mut bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Ok(Some((t, l))) = parse_header(bytes) {
+            out.push(t);
+            bytes = &bytes[l..];
+        }
+        out
+    }
+
+    fn parse(name: &str, sql: &str) -> Vec<u8> {
+        msg(b'P', |m| m.cstr(name).cstr(sql).i16(0))
+    }
+    fn bind(stmt: &str) -> Vec<u8> {
+        msg(b'B', |m| m.cstr("").cstr(stmt).i16(0).i16(0).i16(0))
+    }
+
+    #[test]
+    fn named_parse_is_renamed_and_reused_without_resending() {
+        let mut h = Harness::new();
+        let mut batch = parse("s1", "SELECT 1");
+        batch.extend(bind("s1"));
+        batch.extend(msg(b'E', |m| m.cstr("").i32(0)));
+        batch.extend(msg(b'S', |m| m));
+        h.client_sends(&batch);
+        let sent = h.take_server_out();
+        assert_eq!(tags(&sent), b"PBES");
+        assert!(!sent.windows(2).any(|w| w == b"s1"), "client name leaked");
+        let reply = [
+            msg(b'1', |m| m),
+            msg(b'2', |m| m),
+            msg(b'C', |m| m.cstr("SELECT 1")),
+            msg(b'Z', |m| m.u8(b'I')),
+        ]
+        .concat();
+        h.server_sends(&reply);
+        assert_eq!(tags(&h.take_client_out()), b"12CZ");
+        assert!(h.tracker.is_empty());
+
+        // A second client-side Parse of the same SQL: answered by the pooler.
+        let mut batch = parse("s2", "SELECT 1");
+        batch.extend(msg(b'S', |m| m));
+        h.client_sends(&batch);
+        assert_eq!(tags(&h.take_server_out()), b"S");
+        assert_eq!(
+            tags(&h.take_client_out()),
+            b"1",
+            "ParseComplete must come at once"
+        );
+        h.server_sends(&msg(b'Z', |m| m.u8(b'I')));
+        assert_eq!(tags(&h.take_client_out()), b"Z");
+    }
+
+    #[test]
+    fn missing_statement_is_prepared_on_a_new_server() {
+        let mut h = Harness::new();
+        h.client_sends(&parse("s1", "SELECT 1"));
+        h.take_server_out();
+        h.server_sends(&msg(b'1', |m| m));
+        h.take_client_out();
+        // The client moves to a server that never saw the statement.
+        h.prepared.clear();
+        h.client_sends(&[bind("s1"), msg(b'S', |m| m)].concat());
+        assert_eq!(tags(&h.take_server_out()), b"PBS");
+        h.server_sends(
+            &[
+                msg(b'1', |m| m),
+                msg(b'2', |m| m),
+                msg(b'Z', |m| m.u8(b'I')),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            tags(&h.take_client_out()),
+            b"2Z",
+            "injected ParseComplete swallowed"
+        );
+    }
+
+    #[test]
+    fn error_skips_to_sync_and_forgets_failed_statement() {
+        let mut h = Harness::new();
+        let batch = [
+            parse("bad", "SELEC 1"),
+            bind("bad"),
+            msg(b'E', |m| m.cstr("").i32(0)),
+            msg(b'S', |m| m),
+        ]
+        .concat();
+        h.client_sends(&batch);
+        h.take_server_out();
+        assert_eq!(h.prepared.len(), 1);
+        let mut err = Vec::new();
+        protocol::error_response(&mut err, protocol::Severity::Error, "42601", "syntax");
+        h.server_sends(&[err, msg(b'Z', |m| m.u8(b'I'))].concat());
+        assert_eq!(tags(&h.take_client_out()), b"EZ");
+        assert!(h.tracker.is_empty());
+        assert!(h.prepared.is_empty());
+    }
+
+    #[test]
+    fn close_is_answered_locally_and_lru_evicts() {
+        let mut h = Harness::new();
+        for (i, sql) in ["SELECT 1", "SELECT 2", "SELECT 3"].iter().enumerate() {
+            h.client_sends(&parse(&format!("s{i}"), sql));
+            h.server_sends(&msg(b'1', |m| m));
+        }
+        let sent = h.take_server_out();
+        assert_eq!(tags(&sent), b"PPCP", "third statement evicts the first");
+        h.server_sends(&msg(b'3', |m| m));
+        assert_eq!(tags(&h.take_client_out()), b"111");
+        h.client_sends(&msg(b'C', |m| m.u8(b'S').cstr("s2")));
+        assert_eq!(tags(&h.take_server_out()), b"");
+        assert_eq!(tags(&h.take_client_out()), b"3");
+        assert!(!h.stmts.contains_key("s2"));
+    }
+
+    #[test]
+    fn internal_query_is_swallowed_and_large_rows_stream() {
+        let mut h = Harness::new();
+        h.tracker.push(Pending::Internal);
+        h.server_sends(&[msg(b'C', |m| m.cstr("SET")), msg(b'Z', |m| m.u8(b'I'))].concat());
+        assert!(h.take_client_out().is_empty());
+        h.client_sends(&msg(b'Q', |m| m.cstr("SELECT big")));
+        let row = msg(b'D', |m| m.i16(1).i32(100_000).bytes(&vec![b'x'; 100_000]));
+        h.server_sends(&row[..1000]);
+        h.server_sends(&row[1000..]);
+        assert_eq!(h.take_client_out(), row);
+        h.server_sends(&msg(b'Z', |m| m.u8(b'I')));
+        assert!(h.tracker.is_empty());
+    }
+
+    #[test]
+    fn parameter_status_only_reaches_client_when_its_view_differs() {
+        let mut h = Harness::new();
+        h.c_params.set("timezone", "UTC");
+        h.client_sends(&msg(b'Q', |m| m.cstr("SET x")));
+        h.take_server_out();
+        h.server_sends(&msg(b'S', |m| m.cstr("TimeZone").cstr("UTC")));
+        assert!(h.take_client_out().is_empty());
+        h.server_sends(&msg(b'S', |m| m.cstr("TimeZone").cstr("Europe/Paris")));
+        assert_eq!(tags(&h.take_client_out()), b"S");
+        assert_eq!(h.c_params.get("timezone"), Some("Europe/Paris"));
+        assert_eq!(h.s_params.get("timezone"), Some("Europe/Paris"));
+    }
+}

@@ -1,0 +1,389 @@
+//! Server connections: non-blocking connect, startup and authentication against
+//! PostgreSQL, and the small pieces around them (goodbye, cancel).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::{Interest, Token};
+
+use super::buf::Buf;
+use super::relay::Tracker;
+use super::{token, Server, ServerState, Worker, KIND_SERVER};
+use crate::auth::md5::{md5_password_hash, md5_salted_response};
+use crate::auth::scram::{ScramClient, ScramCredential};
+use crate::net::{self, ServerAddr};
+use crate::params::{self, ParamSet};
+use crate::pool::{ConnRef, Pool, ScramKeys, ServerConn, ServerCredential};
+use crate::protocol::{self, auth_code, backend, Reader};
+
+/// Login progress of one server connection.
+#[derive(Default)]
+pub struct Login {
+    /// ParameterStatus values received during login.
+    pub params: Vec<(String, String)>,
+    scram: Option<Box<ScramClient>>,
+    /// The SCRAM login used cached keys; a failure must drop them.
+    used_cached_keys: bool,
+}
+
+/// The settings a fresh (or freshly reset) server has: the reported ones from login.
+pub fn login_params(reported: &[(String, String)]) -> ParamSet {
+    let mut set = ParamSet::default();
+    for (name, value) in reported {
+        let lower = name.to_ascii_lowercase();
+        if params::is_reported(&lower) {
+            set.set(&lower, value);
+        }
+    }
+    set
+}
+
+/// Sends a CancelRequest to PostgreSQL on a short-lived thread: the connect and write are
+/// blocking and must not run on a reactor.
+pub fn send_cancel(addr: ServerAddr, pid: u32, key: u32) {
+    let mut packet = Vec::with_capacity(16);
+    protocol::cancel_request(&mut packet, pid, key);
+    let spawned = std::thread::Builder::new()
+        .name("cancel".into())
+        .spawn(move || {
+            let timeout = std::time::Duration::from_secs(5);
+            let result = match &addr {
+                ServerAddr::Tcp(addrs) => match addrs.first() {
+                    Some(a) => std::net::TcpStream::connect_timeout(a, timeout)
+                        .and_then(|mut s| s.write_all(&packet)),
+                    None => Ok(()),
+                },
+                ServerAddr::Unix(path) => std::os::unix::net::UnixStream::connect(path)
+                    .and_then(|mut s| s.write_all(&packet)),
+            };
+            if let Err(e) = result {
+                log::warn!("cancel request to {addr} failed: {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start cancel thread: {e}");
+    }
+}
+
+impl Worker {
+    /// Opens one server for `pool`; capacity was reserved by the caller.
+    pub(super) fn launch_server(&mut self, pool: Arc<Pool>) {
+        let addr = pool.lock().target.addr.clone();
+        let stream = match net::connect(&addr) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!(
+                    "pool {}@{}: cannot connect to {addr}: {e}",
+                    pool.key.user,
+                    pool.key.database
+                );
+                let waiters = pool.connect_failed();
+                self.fail_waiters(waiters, &format!("{addr}: {e}"), None);
+                return;
+            }
+        };
+        let now = Instant::now();
+        let generation = self.next_gen();
+        let entry = self.servers.vacant_entry();
+        let index = entry.key();
+        let pool_generation = pool.lock().generation;
+        let mut s = Server {
+            generation,
+            conn: Box::new(ServerConn {
+                id: self
+                    .shared
+                    .next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                stream,
+                backend_pid: 0,
+                backend_key: 0,
+                params: ParamSet::default(),
+                reset_params: ParamSet::default(),
+                prepared: Default::default(),
+                prepared_tick: 0,
+                created: now,
+                last_used: now,
+                generation: pool_generation,
+            }),
+            pool,
+            state: ServerState::Connecting,
+            inbuf: Buf::default(),
+            outbuf: Buf::default(),
+            readable: false,
+            writable: false,
+            client: None,
+            tracker: Tracker::default(),
+            status: b'I',
+            fwd_remaining: 0,
+            fwd_to_client: false,
+            hold_client: false,
+            deadline: Some(now + self.snap.config.pooler.server_connect_timeout),
+            login: Login::default(),
+        };
+        let tok: Token = token(KIND_SERVER, index, generation);
+        if let Err(e) = self.poll.registry().register(
+            &mut s.conn.stream,
+            tok,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            let pool = s.pool.clone();
+            drop(s);
+            let waiters = pool.connect_failed();
+            self.fail_waiters(waiters, &format!("cannot register socket: {e}"), None);
+            return;
+        }
+        entry.insert(s);
+    }
+
+    /// Writability while connecting: the connect finished, one way or the other.
+    pub(super) fn server_connected(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        match s.conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => {
+                let reason = format!("{}: {e}", s.pool.lock().target.addr);
+                self.server_login_failed(sref, &reason, None);
+                return;
+            }
+            Ok(None) => {}
+        }
+        if !s.conn.stream.is_connected() {
+            return;
+        }
+        let (user, dbname) = {
+            let st = s.pool.lock();
+            (st.target.user.clone(), st.target.dbname.clone())
+        };
+        self.scratch.clear();
+        protocol::startup_message(&mut self.scratch, &[("user", &user), ("database", &dbname)]);
+        s.outbuf.extend(&mut self.bufs, &self.scratch);
+        s.state = ServerState::Login;
+        self.flush_server(sref);
+        self.drive_server(sref);
+    }
+
+    /// Connect or login failed: tell waiters (with PostgreSQL's own error when there is
+    /// one) and forget the server.
+    pub(super) fn server_login_failed(
+        &mut self,
+        sref: ConnRef,
+        reason: &str,
+        error: Option<Vec<u8>>,
+    ) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        let pool = s.pool.clone();
+        if s.login.used_cached_keys {
+            pool.lock().scram_keys = None;
+        }
+        log::warn!(
+            "pool {}@{}: server login failed: {reason}",
+            pool.key.user,
+            pool.key.database
+        );
+        let mut s = self.servers.remove(sref.index);
+        let _ = self.poll.registry().deregister(&mut s.conn.stream);
+        s.inbuf.release_if_empty(&mut self.bufs);
+        s.outbuf.release_if_empty(&mut self.bufs);
+        drop(s);
+        let waiters = pool.connect_failed();
+        self.fail_waiters(waiters, reason, error);
+    }
+
+    pub(super) fn server_login_input(&mut self, sref: ConnRef) {
+        loop {
+            let Some(s) = server_at!(self, sref) else {
+                return;
+            };
+            let (tag, len) = match protocol::parse_header(s.inbuf.pending()) {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(e) => {
+                    self.server_login_failed(sref, &format!("invalid message: {e}"), None);
+                    return;
+                }
+            };
+            if s.inbuf.len() < len {
+                s.inbuf.reserve_message(&mut self.bufs, len);
+                return;
+            }
+            let msg = s.inbuf.pending()[..len].to_vec();
+            s.inbuf.consume(len);
+            let body = &msg[5..];
+            match tag {
+                backend::AUTHENTICATION => {
+                    if let Err(reason) = self.server_auth_step(sref, body) {
+                        self.server_login_failed(sref, &reason, None);
+                        return;
+                    }
+                }
+                backend::PARAMETER_STATUS => {
+                    let mut r = Reader::new(body);
+                    if let (Ok(n), Ok(v)) = (r.cstr(), r.cstr()) {
+                        s.login.params.push((n.to_owned(), v.to_owned()));
+                    }
+                }
+                backend::BACKEND_KEY_DATA => {
+                    let mut r = Reader::new(body);
+                    s.conn.backend_pid = r.i32().unwrap_or(0) as u32;
+                    s.conn.backend_key = r.i32().unwrap_or(0) as u32;
+                }
+                backend::ERROR_RESPONSE => {
+                    let fields = protocol::parse_error_fields(body);
+                    let reason = format!("{}: {}", fields.code, fields.message);
+                    self.server_login_failed(sref, &reason, Some(msg));
+                    return;
+                }
+                backend::READY_FOR_QUERY => {
+                    let reported = login_params(&s.login.params);
+                    s.conn.params = reported.clone();
+                    s.conn.reset_params = reported;
+                    s.state = ServerState::Linked;
+                    s.deadline = None;
+                    s.login.scram = None;
+                    let pool = s.pool.clone();
+                    log::debug!(
+                        "server {} for {}@{} ready (backend pid {})",
+                        s.conn.id,
+                        pool.key.user,
+                        pool.key.database,
+                        s.conn.backend_pid
+                    );
+                    pool.connect_done(&s.login.params);
+                    self.release_server(sref);
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn server_auth_step(&mut self, sref: ConnRef, body: &[u8]) -> Result<(), String> {
+        let Some(s) = server_at!(self, sref) else {
+            return Ok(());
+        };
+        let mut r = Reader::new(body);
+        let code = r.i32().map_err(|e| e.to_string())?;
+        let (user, credential, cached) = {
+            let st = s.pool.lock();
+            (
+                st.target.user.clone(),
+                st.target.credential.clone(),
+                st.scram_keys.clone(),
+            )
+        };
+        self.scratch.clear();
+        match code {
+            auth_code::OK => return Ok(()),
+            auth_code::CLEARTEXT => match credential {
+                ServerCredential::Plain(pw) => {
+                    protocol::password_message(&mut self.scratch, pw.as_bytes())
+                }
+                _ => {
+                    return Err(format!(
+                        "server asks for a cleartext password for \"{user}\" but the pooler has no plain password"
+                    ))
+                }
+            },
+            auth_code::MD5 => {
+                let salt = r.bytes(4).map_err(|e| e.to_string())?;
+                let salt = [salt[0], salt[1], salt[2], salt[3]];
+                let hash = match credential {
+                    ServerCredential::Plain(pw) => md5_password_hash(&user, &pw),
+                    ServerCredential::Md5Hash(h) => h,
+                    _ => {
+                        return Err(format!(
+                            "server asks for md5 for \"{user}\" but the pooler has no password or md5 hash"
+                        ))
+                    }
+                };
+                let response = md5_salted_response(&hash, salt);
+                protocol::password_message(&mut self.scratch, response.as_bytes());
+            }
+            auth_code::SASL => {
+                let mut offered = false;
+                while let Ok(m) = r.cstr() {
+                    if m.is_empty() {
+                        break;
+                    }
+                    offered |= m == "SCRAM-SHA-256";
+                }
+                if !offered {
+                    return Err("server offers no SASL mechanism the pooler supports".into());
+                }
+                let (cred, used_cached) = match (cached, credential) {
+                    (Some(k), _) => (
+                        ScramCredential::Keys {
+                            client_key: k.client_key,
+                            server_key: k.server_key,
+                        },
+                        true,
+                    ),
+                    (None, ServerCredential::Plain(pw)) => (ScramCredential::Password(pw), false),
+                    (None, ServerCredential::ScramSecret(_)) => {
+                        return Err(format!(
+                            "no SCRAM key for \"{user}\" yet: a client must log in with SCRAM first"
+                        ))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "server asks for SCRAM for \"{user}\" but the pooler has no password"
+                        ))
+                    }
+                };
+                let client = ScramClient::new(cred);
+                protocol::sasl_initial_response(
+                    &mut self.scratch,
+                    "SCRAM-SHA-256",
+                    &client.client_first(),
+                );
+                s.login.scram = Some(Box::new(client));
+                s.login.used_cached_keys = used_cached;
+            }
+            auth_code::SASL_CONTINUE => {
+                let client = s
+                    .login
+                    .scram
+                    .as_mut()
+                    .ok_or("unexpected SASL continue from server")?;
+                let reply = client
+                    .client_final(r.remaining())
+                    .map_err(|e| format!("SCRAM with server failed: {e}"))?;
+                protocol::sasl_response(&mut self.scratch, &reply);
+            }
+            auth_code::SASL_FINAL => {
+                let client = s
+                    .login
+                    .scram
+                    .as_ref()
+                    .ok_or("unexpected SASL final from server")?;
+                client
+                    .verify_server_final(r.remaining())
+                    .map_err(|e| format!("SCRAM with server failed: {e}"))?;
+                if !s.login.used_cached_keys {
+                    if let Some((client_key, server_key, salt, iterations)) =
+                        client.derived_keys()
+                    {
+                        s.pool.lock().scram_keys = Some(ScramKeys {
+                            salt,
+                            iterations,
+                            client_key,
+                            server_key,
+                        });
+                    }
+                }
+                return Ok(());
+            }
+            other => return Err(format!("server asks for unsupported authentication {other}")),
+        }
+        let Some(s) = server_at!(self, sref) else {
+            return Ok(());
+        };
+        s.outbuf.extend(&mut self.bufs, &self.scratch);
+        self.flush_server(sref);
+        Ok(())
+    }
+}
