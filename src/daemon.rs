@@ -253,7 +253,7 @@ impl Daemon {
         for pool in self.shared.registry.all() {
             for conn in pool.take_expired_idle(now) {
                 log::debug!("closing idle server {}", conn.id);
-                Box::new(conn).terminate();
+                conn.terminate();
             }
             while pool.reserve_warm() {
                 let w = self.pick_worker();
@@ -270,7 +270,7 @@ impl Daemon {
         for pool in self.shared.registry.all() {
             pool.lock().removed = true;
             for conn in pool.take_expired_idle(Instant::now()) {
-                Box::new(conn).terminate();
+                conn.terminate();
             }
         }
     }

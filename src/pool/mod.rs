@@ -72,7 +72,7 @@ pub struct ServerConn {
 impl ServerConn {
     /// Best-effort Terminate, then close. The socket is non-blocking; a full send buffer
     /// just means PostgreSQL sees EOF instead, which it handles the same way.
-    pub fn terminate(mut self: Box<Self>) {
+    pub fn terminate(mut self) {
         use std::io::Write;
         let mut bye = Vec::with_capacity(5);
         crate::protocol::terminate(&mut bye);

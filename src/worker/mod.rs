@@ -1213,7 +1213,7 @@ impl Worker {
             }
             crate::pool::Release::Close(conn, launch) => {
                 log::debug!("server {} retired (lifetime or reload)", conn.id);
-                conn.terminate();
+                (*conn).terminate();
                 if launch {
                     self.launch_server(pool);
                 }
@@ -1265,7 +1265,7 @@ impl Worker {
         let client = s.client;
         let state = s.state;
         if state != ServerState::Connecting {
-            s.conn.terminate();
+            (*s.conn).terminate();
         }
         Some((pool, client, state))
     }
