@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# make bench: pgbench against the pooler, PgBouncer and PostgreSQL directly, in one run.
+#
+# Everything runs on this machine against a throwaway PostgreSQL in a temp dir; the
+# targets are interleaved (round 1: each workload against A B C, round 2: ...) so a
+# slow minute of the machine hurts every target alike, and we report medians.
+#
+# Environment:
+#   ROUNDS=3              rounds of every workload against every target
+#   DURATION=10           seconds per pgbench run
+#   SCALE=10              pgbench -i scale factor
+#   POOL_SIZE=20          pool size, the same for the pooler and PgBouncer
+#   BENCH_TARGETS="pooler pgbouncer direct"   a subset, to measure fewer targets
+#   BENCH_SKIP_PGBOUNCER=1  do not install or run PgBouncer (its columns read n/a)
+#   BENCH_POOLER_BIN=path   a pooler binary other than target/release/pooler (skips cargo build)
+#   BENCH_KEEP=1          keep the temp dir (logs of every run) instead of removing it
+#   PG_BINDIR=/usr/lib/postgresql/15/bin   where initdb and pg_ctl live
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+SCALE=${SCALE:-10}
+POOL_SIZE=${POOL_SIZE:-20}
+BENCH_TARGETS=${BENCH_TARGETS:-pooler pgbouncer direct}
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
+pooler_bin=${BENCH_POOLER_BIN:-$target_dir/release/pooler}
+
+# Debian keeps initdb and pg_ctl out of PATH.
+if [ -d "$PG_BINDIR" ]; then
+    PATH="$PG_BINDIR:$PATH"
+fi
+
+# One user and password for every target, md5 everywhere: the poolers challenge clients
+# with md5 and PostgreSQL stores md5 (password_encryption below), so direct runs pay the
+# same authentication cost as pooled ones in the -C workload.
+bench_user=bench
+bench_password=bench-secret
+bench_db=bench
+
+# Workloads: a label and the pgbench flags that make it.
+workload_labels=(
+    "-S -M simple   -c 16"
+    "-S -M simple   -c 64"
+    "-S -M extended -c 16"
+    "-S -M extended -c 64"
+    "-S -C          -c 16"
+)
+workload_flags=(
+    "-S -M simple -c 16"
+    "-S -M simple -c 64"
+    "-S -M extended -c 16"
+    "-S -M extended -c 64"
+    "-S -C -M simple -c 16"
+)
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# initdb, pg_ctl and pgbouncer refuse to run as root.
+as_pg() {
+    if is_root; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Sets $port to a free TCP port on 127.0.0.1. Below the kernel's ephemeral range
+# (32768+ here), where a client socket of an earlier run could still hold a port, and
+# not in a $(subshell), so that taken_ports remembers what this run already handed out.
+taken_ports=" "
+pick_port() {
+    local p tries
+    for tries in $(seq 1 200); do
+        p=$((10000 + RANDOM % 22000))
+        case "$taken_ports" in *" $p "*) continue ;; esac
+        if ! port_in_use "$p"; then
+            taken_ports="$taken_ports$p "
+            port=$p
+            return 0
+        fi
+    done
+    die "no free TCP port found after $tries tries"
+}
+
+want_target() { case " $BENCH_TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+drop_target() {
+    local t out=""
+    for t in $BENCH_TARGETS; do
+        [ "$t" = "$1" ] || out="$out $t"
+    done
+    BENCH_TARGETS=${out# }
+}
+
+for t in $BENCH_TARGETS; do
+    case "$t" in pooler | pgbouncer | direct) ;; *) die "unknown target '$t' in BENCH_TARGETS" ;; esac
+done
+[ -n "$BENCH_TARGETS" ] || die "BENCH_TARGETS is empty"
+
+for tool in initdb pg_ctl psql pgbench; do
+    command -v "$tool" >/dev/null || die "$tool not found (install postgresql-15 and postgresql-client-15, or set PG_BINDIR)"
+done
+if is_root; then
+    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run PostgreSQL and PgBouncer"
+fi
+
+# ---------------------------------------------------------------- PgBouncer
+pgbouncer_bin=""
+pgbouncer_version="not available"
+if [ -n "${BENCH_SKIP_PGBOUNCER:-}" ]; then
+    say "pgbouncer: not available (BENCH_SKIP_PGBOUNCER is set)"
+    drop_target pgbouncer
+elif want_target pgbouncer; then
+    pgbouncer_bin=$(command -v pgbouncer || true)
+    [ -n "$pgbouncer_bin" ] || [ ! -x /usr/sbin/pgbouncer ] || pgbouncer_bin=/usr/sbin/pgbouncer
+    if [ -z "$pgbouncer_bin" ] && is_root && command -v apt-get >/dev/null; then
+        say "installing pgbouncer from Debian's packages ..."
+        if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } >/tmp/bench-apt.$$.log 2>&1; then
+            pgbouncer_bin=/usr/sbin/pgbouncer
+            # The package's own service listens on 6432, where `make demo` puts the pooler;
+            # we run our own pgbouncer process below, so keep the system one off.
+            if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+                systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+            fi
+        else
+            tail -n 5 /tmp/bench-apt.$$.log >&2 || true
+        fi
+        rm -f /tmp/bench-apt.$$.log
+    fi
+    if [ -n "$pgbouncer_bin" ]; then
+        pgbouncer_version=$("$pgbouncer_bin" --version 2>&1 | head -n 1)
+    else
+        say "pgbouncer: not available (not installed, and it could not be installed); measuring without it"
+        drop_target pgbouncer
+    fi
+fi
+
+# ---------------------------------------------------------------- pooler binary
+pooler_version="not measured"
+if want_target pooler; then
+    if [ -z "${BENCH_POOLER_BIN:-}" ]; then
+        say "building the pooler (cargo build --release) ..."
+        (cd "$repo_root" && cargo build --release --quiet) || die "cargo build --release failed"
+    fi
+    [ -x "$pooler_bin" ] || die "pooler binary not found at $pooler_bin"
+    pooler_version=$("$pooler_bin" --version 2>&1 | head -n 1) || pooler_version="unknown ($pooler_bin --version failed)"
+fi
+
+# ---------------------------------------------------------------- temp dir and cleanup
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pooler-bench.XXXXXX")
+is_root && chown postgres: "$tmp"
+pooler_pid=""
+pg_started=""
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$pooler_pid" ]; then
+        kill -TERM "$pooler_pid" 2>/dev/null || true
+        wait "$pooler_pid" 2>/dev/null || true
+    fi
+    if [ -s "$tmp/pgbouncer.pid" ]; then
+        kill -TERM "$(cat "$tmp/pgbouncer.pid")" 2>/dev/null || true
+    fi
+    if [ -n "$pg_started" ]; then
+        as_pg pg_ctl -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        say "logs kept in $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- PostgreSQL
+pick_port
+pg_port=$port
+say "starting PostgreSQL on 127.0.0.1:$pg_port ..."
+as_pg initdb -D "$tmp/data" -U postgres --auth-local=trust --auth-host=md5 -E UTF8 --no-sync \
+    >"$tmp/initdb.log" 2>&1 || { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
+as_pg mkdir -p "$tmp/sock"
+cat >>"$tmp/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$tmp/sock'
+# direct runs open 64 connections, each pool 20, plus psql and headroom
+max_connections = 200
+shared_buffers = 256MB
+password_encryption = md5
+# a benchmark of the relay, not of the disk
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+as_pg pg_ctl -D "$tmp/data" -l "$tmp/postgres.log" -w -t 60 start >/dev/null ||
+    { tail -n 20 "$tmp/postgres.log" >&2; die "PostgreSQL did not start"; }
+pg_started=1
+
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -h "$tmp/sock" -p "$pg_port" -U postgres "$@"; }
+psql_admin -d postgres -c "CREATE ROLE $bench_user LOGIN PASSWORD '$bench_password'" \
+    -c "CREATE DATABASE $bench_db OWNER $bench_user"
+export PGPASSWORD=$bench_password
+say "pgbench -i -s $SCALE ..."
+pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$pg_port" -U "$bench_user" "$bench_db" >"$tmp/pgbench-init.log" 2>&1 ||
+    { tail -n 20 "$tmp/pgbench-init.log" >&2; die "pgbench -i failed"; }
+pg_version=$(psql_admin -d postgres -At -c "SHOW server_version")
+
+wait_ready() { # name port pid-or-empty log
+    local name=$1 port=$2 pid=$3 log=$4 deadline=$((SECONDS + 20))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if psql -X -q -At -h 127.0.0.1 -p "$port" -U "$bench_user" -d "$bench_db" -c "SELECT 1" >/dev/null 2>&1; then
+            return 0
+        fi
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            local status=0
+            wait "$pid" || status=$?
+            printf '\nbench: %s exited with status %s before answering on 127.0.0.1:%s\n' "$name" "$status" "$port" >&2
+            break
+        fi
+        sleep 0.2
+    done
+    say "bench: $name did not start or does not answer on 127.0.0.1:$port; the end of its log:" >&2
+    if [ -s "$log" ]; then tail -n 30 "$log" | sed 's/^/  /' >&2; else say "  (empty)" >&2; fi
+    psql -X -At -h 127.0.0.1 -p "$port" -U "$bench_user" -d "$bench_db" -c "SELECT 1" 2>&1 | sed 's/^/  psql: /' >&2 || true
+    die "$name failed to start"
+}
+
+# ---------------------------------------------------------------- PgBouncer process
+pgbouncer_port=""
+if want_target pgbouncer; then
+    pick_port
+    pgbouncer_port=$port
+    printf '"%s" "%s"\n' "$bench_user" "$bench_password" >"$tmp/userlist.txt"
+    cat >"$tmp/pgbouncer.ini" <<EOF
+[databases]
+$bench_db = host=127.0.0.1 port=$pg_port dbname=$bench_db
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pgbouncer_port
+unix_socket_dir =
+auth_type = md5
+auth_file = $tmp/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = 1000
+logfile = $tmp/pgbouncer.log
+pidfile = $tmp/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+    chmod 644 "$tmp/userlist.txt" "$tmp/pgbouncer.ini"
+    say "starting PgBouncer on 127.0.0.1:$pgbouncer_port ..."
+    as_pg "$pgbouncer_bin" -d -q "$tmp/pgbouncer.ini" >"$tmp/pgbouncer.out" 2>&1 ||
+        { cat "$tmp/pgbouncer.out" "$tmp/pgbouncer.log" >&2 2>/dev/null || true; die "pgbouncer failed to start"; }
+    wait_ready pgbouncer "$pgbouncer_port" "" "$tmp/pgbouncer.log"
+fi
+
+# ---------------------------------------------------------------- pooler process
+pooler_port=""
+if want_target pooler; then
+    pick_port
+    pooler_port=$port
+    cat >"$tmp/pooler.conf" <<EOF
+[pooler]
+listen_addr = "127.0.0.1"
+listen_port = $pooler_port
+unix_socket_dir = ""
+auth_type = "md5"
+pool_mode = "transaction"
+default_pool_size = $POOL_SIZE
+max_client_conn = 1000
+log_level = "warn"
+
+[databases.$bench_db]
+host = "127.0.0.1"
+port = $pg_port
+pool_size = $POOL_SIZE
+
+[users.$bench_user]
+password = "$bench_password"
+EOF
+    say "starting the pooler on 127.0.0.1:$pooler_port ..."
+    "$pooler_bin" -c "$tmp/pooler.conf" >"$tmp/pooler.log" 2>&1 &
+    pooler_pid=$!
+    wait_ready pooler "$pooler_port" "$pooler_pid" "$tmp/pooler.log"
+fi
+
+# ---------------------------------------------------------------- the runs
+port_of() {
+    case "$1" in
+        pooler) echo "$pooler_port" ;;
+        pgbouncer) echo "$pgbouncer_port" ;;
+        direct) echo "$pg_port" ;;
+    esac
+}
+
+mkdir -p "$tmp/runs"
+: >"$tmp/results"   # lines: workload-index target tps failed-transactions exit-status
+for round in $(seq 1 "$ROUNDS"); do
+    for i in "${!workload_flags[@]}"; do
+        for target in $BENCH_TARGETS; do
+            log="$tmp/runs/r$round-w$i-$target.log"
+            rc=0
+            # shellcheck disable=SC2086 # the flags are words on purpose
+            pgbench -n -j 2 -T "$DURATION" ${workload_flags[$i]} \
+                -h 127.0.0.1 -p "$(port_of "$target")" -U "$bench_user" "$bench_db" >"$log" 2>&1 || rc=$?
+            # PG 15 prints one tps line: "tps = N (without initial connection time)", or with
+            # -C "tps = N (including reconnection times)", which counts the connection set-up
+            # that -C is meant to measure. Either way it is the one line starting "tps = ".
+            tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | tail -n 1)
+            failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+            tps=${tps:-0}
+            failed=${failed:-0}
+            printf 'round %s/%s  %-22s %-10s %8.0f tps' "$round" "$ROUNDS" "${workload_labels[$i]}" "$target" "$tps"
+            if [ "$rc" != 0 ] || [ "$failed" != 0 ]; then
+                printf '  (pgbench exit %s, %s failed transactions)\n' "$rc" "$failed"
+                grep -E 'error|abort|FATAL' "$log" | head -n 5 | sed 's/^/    /' || true
+            else
+                printf '\n'
+            fi
+            echo "$i $target $tps $failed $rc" >>"$tmp/results"
+            if [ "$target" = pooler ] && ! kill -0 "$pooler_pid" 2>/dev/null; then
+                say "bench: the pooler exited during this run; the end of its log:" >&2
+                tail -n 30 "$tmp/pooler.log" | sed 's/^/  /' >&2
+                pooler_pid=""
+                die "pooler died"
+            fi
+        done
+    done
+done
+
+# ---------------------------------------------------------------- the table
+# A run that pgbench ended with an error does not count towards the median: its TPS
+# covers only part of the run.
+median() { # workload-index target
+    awk -v w="$1" -v t="$2" '$1 == w && $2 == t && $5 == 0 { print $3 }' "$tmp/results" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) printf "%.0f\n", v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+sum_failed() { awk -v w="$1" -v t="$2" '$1 == w && $2 == t { s += $4 } END { print s + 0 }' "$tmp/results"; }
+errored_runs() { awk -v w="$1" -v t="$2" '$1 == w && $2 == t && $5 != 0 { n++ } END { print n + 0 }' "$tmp/results"; }
+ratio() { if [ -n "$1" ] && [ -n "$2" ] && [ "$2" != 0 ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo n/a; fi; }
+cell() { if [ -n "$1" ]; then echo "$1"; else echo n/a; fi; }
+
+say ""
+say "pooler:     $pooler_version"
+if want_target pgbouncer; then say "pgbouncer:  $pgbouncer_version"; else say "pgbouncer: not available"; fi
+say "postgresql: $pg_version (fsync off), pgbench -i -s $SCALE, pool size $POOL_SIZE, transaction mode, md5 auth"
+say "runs:       $ROUNDS rounds x ${DURATION}s, pgbench -j 2, $(nproc) cores; median TPS per target"
+say ""
+printf '| %-22s | %12s | %12s | %12s | %16s | %13s |\n' workload "pooler TPS" "pgbouncer TPS" "direct TPS" pooler/pgbouncer pooler/direct
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------" "--------------" "---------------" "--------------" "------------------" "---------------"
+failure_notes=""
+for i in "${!workload_flags[@]}"; do
+    mp=""; mb=""; md=""
+    want_target pooler && mp=$(median "$i" pooler)
+    want_target pgbouncer && mb=$(median "$i" pgbouncer)
+    want_target direct && md=$(median "$i" direct)
+    printf '| %-22s | %12s | %13s | %12s | %16s | %13s |\n' "${workload_labels[$i]}" \
+        "$(cell "$mp")" "$(cell "$mb")" "$(cell "$md")" "$(ratio "$mp" "$mb")" "$(ratio "$mp" "$md")"
+    for target in $BENCH_TARGETS; do
+        f=$(sum_failed "$i" "$target")
+        e=$(errored_runs "$i" "$target")
+        if [ "$f" != 0 ] || [ "$e" != 0 ]; then
+            failure_notes="$failure_notes  ${workload_labels[$i]} / $target: $f failed transactions, $e runs ended with an error\n"
+        fi
+    done
+done
+say ""
+if [ -n "$failure_notes" ]; then
+    say "failures:"
+    printf '%b' "$failure_notes"
+    [ -n "${BENCH_KEEP:-}" ] || say "(rerun with BENCH_KEEP=1 to keep every run's pgbench log)"
+    exit 1
+fi
+say "failed transactions: 0"
