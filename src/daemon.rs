@@ -250,6 +250,16 @@ impl Daemon {
             return;
         }
         let now = Instant::now();
+        // Pools whose server user is fixed by the config exist before any client, so
+        // min_pool_size can warm them from the start.
+        let snap = self.shared.snapshot();
+        for (name, db) in &snap.config.databases {
+            if let Some(user) = &db.user {
+                if let Some((key, spec)) = snap.pool_for(name, user) {
+                    self.shared.registry.get_or_create(key, || spec);
+                }
+            }
+        }
         for pool in self.shared.registry.all() {
             for conn in pool.take_expired_idle(now) {
                 log::debug!("closing idle server {}", conn.id);

@@ -315,7 +315,10 @@ impl Pool {
             let too_idle =
                 !idle_timeout.is_zero() && now.duration_since(s.last_used) >= idle_timeout;
             let too_old = !lifetime.is_zero() && now.duration_since(s.created) >= lifetime;
-            if removed || too_idle || too_old || s.generation != generation {
+            // PostgreSQL may have ended the session (restart, pg_terminate_backend):
+            // finding out here keeps min_pool_size honest and checkouts fast.
+            let dead = !s.stream.is_quiet();
+            if removed || too_idle || too_old || dead || s.generation != generation {
                 expired.push(s);
             } else {
                 keep.push(s);

@@ -65,6 +65,8 @@ const WAITING_INPUT_LIMIT: usize = 256 * 1024;
 /// Clients must finish the startup and authentication exchange within this time.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);
+/// How long a drained client is left open after its last response (see close_drained).
+const DRAIN_GRACE: Duration = Duration::from_millis(300);
 
 fn token(kind: usize, index: usize, generation: u32) -> Token {
     Token(((generation as usize) << 32) | (index << 2) | kind)
@@ -223,6 +225,8 @@ pub struct Client {
     auth: AuthPhase,
     /// Client SCRAM login left its ClientKey for SCRAM passthrough to PostgreSQL.
     scram_keys: Option<([u8; 32], [u8; 32])>,
+    /// Draining: close at this time unless the client sends a request first.
+    drain_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,6 +439,7 @@ impl Worker {
                 wait_started: now,
                 auth: AuthPhase::None,
                 scram_keys: None,
+                drain_at: None,
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
@@ -560,13 +565,19 @@ impl Worker {
         let idle = server_at!(self, sref)
             .is_some_and(|s| s.tracker.is_empty() && s.status == b'I' && !s.hold_client);
         if idle {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection due to pooler shutdown",
-            );
+            self.close_drained(cref);
         }
+    }
+
+    /// A client whose last transaction just ended during a drain is closed a moment
+    /// later, not at once: a close (or a FATAL) right behind the ReadyForQuery of a
+    /// request that succeeded is reported by some drivers (tokio-postgres) as that
+    /// request's failure. A new request in the meantime gets FATAL 57P01 instead.
+    fn close_drained(&mut self, cref: ConnRef) {
+        if let Some(c) = client_at!(self, cref) {
+            c.drain_at.get_or_insert(Instant::now() + DRAIN_GRACE);
+        }
+        self.flush_client(cref);
     }
 
     // ---- client I/O -------------------------------------------------------------
@@ -653,6 +664,15 @@ impl Worker {
             let n = c.discard_remaining.min(c.inbuf.len());
             c.inbuf.consume(n);
             c.discard_remaining -= n;
+        }
+        if c.drain_at.is_some() && !c.inbuf.is_empty() {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to pooler shutdown",
+            );
+            return;
         }
         match c.state {
             ClientState::Startup => self.client_startup(cref),
@@ -1029,12 +1049,7 @@ impl Worker {
         }
         self.release_server(sref);
         if self.shutdown.is_some() {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection due to pooler shutdown",
-            );
+            self.close_drained(cref);
             return;
         }
         let gone = client_at!(self, cref).is_some_and(|c| {
@@ -1490,11 +1505,16 @@ impl Worker {
         let client_idle = p.client_idle_timeout;
         let idle_tx = p.idle_transaction_timeout;
         let mut expired: Vec<(ConnRef, &'static str, &'static str, String)> = Vec::new();
+        let mut drained = Vec::new();
         for (i, c) in self.clients.iter() {
             let cref = ConnRef {
                 index: i,
                 generation: c.generation,
             };
+            if c.drain_at.is_some_and(|t| now >= t) {
+                drained.push(cref);
+                continue;
+            }
             match c.state {
                 ClientState::Startup | ClientState::Auth => {
                     if now.duration_since(c.connected_at) > LOGIN_TIMEOUT {
@@ -1559,6 +1579,9 @@ impl Worker {
                     }
                 }
             }
+        }
+        for cref in drained {
+            self.close_client(cref, "drained at shutdown");
         }
         for (cref, code, _, msg) in expired {
             if let Some(c) = client_at!(self, cref) {

@@ -42,6 +42,9 @@ pub enum Pending {
     /// The pooler's own simple query (settings sync, reset): everything up to ReadyForQuery
     /// is swallowed.
     Internal,
+    /// The client's CopyDone or CopyFail: no response of its own, but it marks where the
+    /// server leaves copy-in mode, and Syncs before it are ignored by the server.
+    CopyEnd,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,9 @@ pub struct Tracker {
     /// After an error in an extended-protocol batch the server discards messages until Sync.
     skipping: bool,
     syncs: usize,
+    /// The server is in copy-in mode and the client has not ended it yet: PostgreSQL
+    /// ignores Sync and Flush until CopyDone or CopyFail.
+    copy_in: bool,
 }
 
 impl Tracker {
@@ -67,12 +73,57 @@ impl Tracker {
     }
 
     pub fn push(&mut self, p: Pending) {
-        if p == Pending::Sync {
-            self.syncs += 1;
-        } else if self.discarding() {
-            return;
+        match p {
+            Pending::CopyEnd => {
+                if self.copy_in {
+                    self.copy_in = false;
+                } else if !self.queue.is_empty() {
+                    self.queue.push_back(p);
+                }
+                return;
+            }
+            Pending::Sync if self.copy_in => return,
+            Pending::Sync => self.syncs += 1,
+            _ if self.discarding() => return,
+            _ => {}
         }
         self.queue.push_back(p);
+    }
+
+    /// The server entered copy-in mode for the request at the front: the Syncs the client
+    /// sent after that request and before ending the copy will never be answered.
+    fn on_copy_in(&mut self) {
+        let end = self
+            .queue
+            .iter()
+            .skip(1)
+            .position(|p| *p == Pending::CopyEnd)
+            .map(|i| i + 1);
+        let limit = end.unwrap_or(self.queue.len());
+        let mut index = 0;
+        let mut dropped_syncs = 0;
+        self.queue.retain(|p| {
+            let keep = index == 0 || index >= limit || *p != Pending::Sync;
+            if !keep {
+                dropped_syncs += 1;
+            }
+            index += 1;
+            keep
+        });
+        self.syncs -= dropped_syncs;
+        match end {
+            Some(_) => {
+                let at = self
+                    .queue
+                    .iter()
+                    .skip(1)
+                    .position(|p| *p == Pending::CopyEnd);
+                if let Some(i) = at {
+                    self.queue.remove(i + 1);
+                }
+            }
+            None => self.copy_in = true,
+        }
     }
 
     /// Pops the front entry when it is `expected` (a response that ends that request).
@@ -87,6 +138,9 @@ impl Tracker {
         if p == Some(Pending::Sync) {
             self.syncs -= 1;
         }
+        while self.queue.front() == Some(&Pending::CopyEnd) {
+            self.queue.pop_front();
+        }
         p
     }
 
@@ -95,6 +149,7 @@ impl Tracker {
     /// skipped, which the server therefore does not have.
     fn on_error(&mut self) -> Vec<Arc<str>> {
         let mut unregistered = Vec::new();
+        self.copy_in = false;
         match self.queue.front() {
             None
             | Some(Pending::Query)
@@ -106,8 +161,10 @@ impl Tracker {
                     if *front == Pending::Sync {
                         break;
                     }
-                    if let Some(Pending::Parse { name: Some(n), .. }) = self.queue.pop_front() {
-                        unregistered.push(n);
+                    match self.queue.pop_front() {
+                        Some(Pending::Parse { name: Some(n), .. }) => unregistered.push(n),
+                        Some(Pending::Sync) => self.syncs -= 1,
+                        _ => {}
                     }
                 }
                 if self.syncs == 0 {
@@ -190,6 +247,7 @@ fn track_tag(tag: u8) -> Option<Pending> {
         frontend::BIND => Some(Pending::Bind),
         frontend::CLOSE => Some(Pending::Close { forward: true }),
         frontend::FUNCTION_CALL => Some(Pending::FunctionCall),
+        frontend::COPY_DONE | frontend::COPY_FAIL => Some(Pending::CopyEnd),
         _ => None,
     }
 }
@@ -533,6 +591,7 @@ pub fn server_to_client(
                 }
                 s.tracker.pop_if(&Pending::Execute);
             }
+            backend::COPY_IN_RESPONSE => s.tracker.on_copy_in(),
             backend::EMPTY_QUERY_RESPONSE | backend::PORTAL_SUSPENDED => {
                 s.tracker.pop_if(&Pending::Execute);
             }
@@ -831,6 +890,42 @@ mod tests {
         assert_eq!(h.take_client_out(), row);
         h.server_sends(&msg(b'Z', |m| m.u8(b'I')));
         assert!(h.tracker.is_empty());
+    }
+
+    #[test]
+    fn sync_sent_before_copy_data_is_not_awaited() {
+        // The postgres crate pipelines Bind/Execute/Sync, then CopyData/CopyDone/Sync;
+        // PostgreSQL ignores the first Sync because it arrives in copy-in mode.
+        let mut h = Harness::new();
+        h.client_sends(&[bind(""), msg(b'E', |m| m.cstr("").i32(0)), msg(b'S', |m| m)].concat());
+        h.server_sends(&[msg(b'2', |m| m), msg(b'G', |m| m.u8(0).i16(0))].concat());
+        h.client_sends(
+            &[
+                msg(b'd', |m| m.bytes(b"1\n")),
+                msg(b'c', |m| m),
+                msg(b'S', |m| m),
+            ]
+            .concat(),
+        );
+        h.server_sends(&[msg(b'C', |m| m.cstr("COPY 1")), msg(b'Z', |m| m.u8(b'I'))].concat());
+        assert!(h.tracker.is_empty(), "{:?}", h.tracker);
+        assert_eq!(tags(&h.take_client_out()), b"2GCZ");
+    }
+
+    #[test]
+    fn copy_done_already_queued_when_copy_in_starts() {
+        let mut h = Harness::new();
+        h.client_sends(
+            &[
+                msg(b'Q', |m| m.cstr("COPY t FROM STDIN")),
+                msg(b'd', |m| m.bytes(b"1\n")),
+                msg(b'c', |m| m),
+            ]
+            .concat(),
+        );
+        h.server_sends(&msg(b'G', |m| m.u8(0).i16(0)));
+        h.server_sends(&[msg(b'C', |m| m.cstr("COPY 1")), msg(b'Z', |m| m.u8(b'I'))].concat());
+        assert!(h.tracker.is_empty(), "{:?}", h.tracker);
     }
 
     #[test]
