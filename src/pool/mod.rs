@@ -182,6 +182,11 @@ impl Pool {
         if st.waiters.len() <= st.connecting as usize || st.total >= st.settings.pool_size {
             return false;
         }
+        self.reserve_capacity(st)
+    }
+
+    /// Counts one more opening server against the pool, database and user limits.
+    fn reserve_capacity(&self, st: &mut PoolState) -> bool {
         if !reserve(&self.db_count, st.settings.max_db_connections) {
             return false;
         }
@@ -206,16 +211,7 @@ impl Pool {
         ) {
             return false;
         }
-        if !reserve(&self.db_count, st.settings.max_db_connections) {
-            return false;
-        }
-        if !reserve(&self.user_count, st.settings.max_user_connections) {
-            self.db_count.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        st.total += 1;
-        st.connecting += 1;
-        true
+        self.reserve_capacity(&mut st)
     }
 
     /// Whether another server should be opened now (after a reload raised pool_size, or a

@@ -258,6 +258,62 @@ pub struct Server {
     login: server::Login,
 }
 
+impl Server {
+    fn new(
+        generation: u32,
+        conn: Box<ServerConn>,
+        pool: Arc<Pool>,
+        state: ServerState,
+        deadline: Option<Instant>,
+    ) -> Server {
+        let connected = state != ServerState::Connecting;
+        Server {
+            generation,
+            conn,
+            pool,
+            state,
+            inbuf: Buf::default(),
+            outbuf: Buf::default(),
+            readable: connected,
+            writable: connected,
+            client: None,
+            tracker: Tracker::default(),
+            status: b'I',
+            fwd_remaining: 0,
+            fwd_to_client: false,
+            hold_client: false,
+            deadline,
+            login: server::Login::default(),
+        }
+    }
+
+    fn relay_side(&mut self) -> relay::ServerSide<'_> {
+        relay::ServerSide {
+            inbuf: &mut self.inbuf,
+            outbuf: &mut self.outbuf,
+            fwd_remaining: &mut self.fwd_remaining,
+            fwd_to_client: &mut self.fwd_to_client,
+            tracker: &mut self.tracker,
+            status: &mut self.status,
+            params: &mut self.conn.params,
+            prepared: &mut self.conn.prepared,
+            prepared_tick: &mut self.conn.prepared_tick,
+        }
+    }
+}
+
+impl Client {
+    fn relay_side(&mut self) -> relay::ClientSide<'_> {
+        relay::ClientSide {
+            inbuf: &mut self.inbuf,
+            outbuf: &mut self.outbuf,
+            fwd_remaining: &mut self.fwd_remaining,
+            statements: &mut self.statements,
+            params: &mut self.params,
+        }
+    }
+}
+
 pub struct Worker {
     id: usize,
     poll: Poll,
@@ -769,25 +825,9 @@ impl Worker {
             track_statements: track,
             max_prepared,
         };
-        let mut cs = relay::ClientSide {
-            inbuf: &mut c.inbuf,
-            outbuf: &mut c.outbuf,
-            fwd_remaining: &mut c.fwd_remaining,
-            statements: &mut c.statements,
-            params: &mut c.params,
-        };
-        let mut ss = relay::ServerSide {
-            inbuf: &mut s.inbuf,
-            outbuf: &mut s.outbuf,
-            fwd_remaining: &mut s.fwd_remaining,
-            fwd_to_client: &mut s.fwd_to_client,
-            tracker: &mut s.tracker,
-            status: &mut s.status,
-            params: &mut s.conn.params,
-            prepared: &mut s.conn.prepared,
-            prepared_tick: &mut s.conn.prepared_tick,
-        };
         let hold = s.hold_client;
+        let mut cs = c.relay_side();
+        let mut ss = s.relay_side();
         let result = relay::client_to_server(&mut cs, &mut ss, &mut ctx, hold);
         match result {
             Ok(relay::ClientFlow::Idle) => {}
@@ -928,28 +968,9 @@ impl Worker {
             track_statements: track,
             max_prepared,
         };
-        let mut ss = relay::ServerSide {
-            inbuf: &mut s.inbuf,
-            outbuf: &mut s.outbuf,
-            fwd_remaining: &mut s.fwd_remaining,
-            fwd_to_client: &mut s.fwd_to_client,
-            tracker: &mut s.tracker,
-            status: &mut s.status,
-            params: &mut s.conn.params,
-            prepared: &mut s.conn.prepared,
-            prepared_tick: &mut s.conn.prepared_tick,
-        };
+        let mut ss = s.relay_side();
         let result = match client {
-            Some(c) => {
-                let mut cs = relay::ClientSide {
-                    inbuf: &mut c.inbuf,
-                    outbuf: &mut c.outbuf,
-                    fwd_remaining: &mut c.fwd_remaining,
-                    statements: &mut c.statements,
-                    params: &mut c.params,
-                };
-                relay::server_to_client(&mut ss, Some(&mut cs), &mut ctx)
-            }
+            Some(c) => relay::server_to_client(&mut ss, Some(&mut c.relay_side()), &mut ctx),
             None => relay::server_to_client(&mut ss, None, &mut ctx),
         };
         let ev = match result {
@@ -994,9 +1015,8 @@ impl Worker {
                 return;
             }
             if let Some(cref) = cref {
-                let wanted = client_at!(self, cref).map(|c| c.params.clone());
-                if let (Some(wanted), Some(s)) = (wanted, server_at!(self, sref)) {
-                    crate::params::apply_sync(&wanted, &mut s.conn.params);
+                if let (Some(c), Some(s)) = (client_at!(self, cref), server_at!(self, sref)) {
+                    crate::params::apply_sync(&c.params, &mut s.conn.params);
                 }
                 self.relay_client(cref);
                 // Input the client sent while held back is still in the socket.
@@ -1077,24 +1097,7 @@ impl Worker {
         let generation = self.next_gen();
         let entry = self.servers.vacant_entry();
         let index = entry.key();
-        let mut s = Server {
-            generation,
-            conn,
-            pool,
-            state: ServerState::Linked,
-            inbuf: Buf::default(),
-            outbuf: Buf::default(),
-            readable: true,
-            writable: true,
-            client: None,
-            tracker: Tracker::default(),
-            status: b'I',
-            fwd_remaining: 0,
-            fwd_to_client: false,
-            hold_client: false,
-            deadline: None,
-            login: server::Login::default(),
-        };
+        let mut s = Server::new(generation, conn, pool, ServerState::Linked, None);
         if let Err(e) = self.poll.registry().register(
             &mut s.conn.stream,
             token(KIND_SERVER, index, generation),
@@ -1142,16 +1145,14 @@ impl Worker {
                 .unwrap_or_default();
             self.send_welcome(cref, &defaults);
         }
-        let Some(c) = client_at!(self, cref) else {
-            return;
-        };
-        let wanted = c.params.clone();
-        let Some(s) = server_at!(self, sref) else {
+        // Both slabs borrowed at once (disjoint fields): no copy of the client's settings
+        // on this per-transaction path.
+        let (Some(c), Some(s)) = (client_at!(self, cref), server_at!(self, sref)) else {
             return;
         };
         s.client = Some(cref);
         s.state = ServerState::Linked;
-        if let Some(sql) = crate::params::sync_sql(&wanted, &s.conn.params) {
+        if let Some(sql) = crate::params::sync_sql(&c.params, &s.conn.params) {
             self.scratch.clear();
             protocol::query(&mut self.scratch, &sql);
             s.outbuf.extend(&mut self.bufs, &self.scratch);
@@ -1161,6 +1162,11 @@ impl Worker {
         self.relay_client(cref);
         self.flush_server(sref);
         self.flush_client(cref);
+        // A waiting client stops reading at WAITING_INPUT_LIMIT; the rest of its input
+        // may still be in the socket with no new edge to announce it.
+        if client_at!(self, cref).is_some_and(|c| c.readable) {
+            self.deferred_clients.push(cref);
+        }
         self.maybe_release(sref);
     }
 
@@ -1504,7 +1510,7 @@ impl Worker {
         let query_wait = p.query_wait_timeout;
         let client_idle = p.client_idle_timeout;
         let idle_tx = p.idle_transaction_timeout;
-        let mut expired: Vec<(ConnRef, &'static str, &'static str, String)> = Vec::new();
+        let mut expired: Vec<(ConnRef, &'static str, String)> = Vec::new();
         let mut drained = Vec::new();
         for (i, c) in self.clients.iter() {
             let cref = ConnRef {
@@ -1521,7 +1527,6 @@ impl Worker {
                         expired.push((
                             cref,
                             sqlstate::PROTOCOL_VIOLATION,
-                            "",
                             "client login timeout".into(),
                         ));
                     }
@@ -1531,7 +1536,6 @@ impl Worker {
                         expired.push((
                             cref,
                             sqlstate::PROTOCOL_VIOLATION,
-                            "",
                             format!(
                                 "query_wait_timeout: no server connection became available within {}",
                                 crate::config::format_duration(query_wait)
@@ -1544,7 +1548,6 @@ impl Worker {
                         expired.push((
                             cref,
                             sqlstate::PROTOCOL_VIOLATION,
-                            "",
                             "client_idle_timeout: connection idle too long".into(),
                         ));
                     }
@@ -1565,7 +1568,6 @@ impl Worker {
                             expired.push((
                                 cref,
                                 sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
-                                "tx",
                                 "idle_transaction_timeout: transaction idle too long".into(),
                             ));
                         }
@@ -1573,7 +1575,6 @@ impl Worker {
                         expired.push((
                             cref,
                             sqlstate::PROTOCOL_VIOLATION,
-                            "",
                             "client_idle_timeout: connection idle too long".into(),
                         ));
                     }
@@ -1583,7 +1584,7 @@ impl Worker {
         for cref in drained {
             self.close_client(cref, "drained at shutdown");
         }
-        for (cref, code, _, msg) in expired {
+        for (cref, code, msg) in expired {
             if let Some(c) = client_at!(self, cref) {
                 log::info!("client {} {}@{}: {msg}", c.id, c.user, c.database);
             }

@@ -677,8 +677,10 @@ mod tests {
             }
         }
 
-        fn client_sends(&mut self, bytes: &[u8]) -> ClientFlow {
-            self.c_in.extend(&mut self.bufs, bytes);
+        fn with_sides<R>(
+            &mut self,
+            f: impl FnOnce(&mut ClientSide, &mut ServerSide, &mut Ctx) -> R,
+        ) -> R {
             let mut ctx = Ctx {
                 bufs: &mut self.bufs,
                 scratch: &mut self.scratch,
@@ -704,37 +706,17 @@ mod tests {
                 prepared: &mut self.prepared,
                 prepared_tick: &mut self.tick,
             };
-            client_to_server(&mut c, &mut s, &mut ctx, false).unwrap()
+            f(&mut c, &mut s, &mut ctx)
+        }
+
+        fn client_sends(&mut self, bytes: &[u8]) -> ClientFlow {
+            self.c_in.extend(&mut self.bufs, bytes);
+            self.with_sides(|c, s, ctx| client_to_server(c, s, ctx, false).unwrap())
         }
 
         fn server_sends(&mut self, bytes: &[u8]) -> ServerEvents {
             self.s_in.extend(&mut self.bufs, bytes);
-            let mut ctx = Ctx {
-                bufs: &mut self.bufs,
-                scratch: &mut self.scratch,
-                message: &mut self.message,
-                track_statements: true,
-                max_prepared: 2,
-            };
-            let mut c = ClientSide {
-                inbuf: &mut self.c_in,
-                outbuf: &mut self.c_out,
-                fwd_remaining: &mut self.c_fwd,
-                statements: &mut self.stmts,
-                params: &mut self.c_params,
-            };
-            let mut s = ServerSide {
-                inbuf: &mut self.s_in,
-                outbuf: &mut self.s_out,
-                fwd_remaining: &mut self.s_fwd,
-                fwd_to_client: &mut self.s_to_client,
-                tracker: &mut self.tracker,
-                status: &mut self.status,
-                params: &mut self.s_params,
-                prepared: &mut self.prepared,
-                prepared_tick: &mut self.tick,
-            };
-            server_to_client(&mut s, Some(&mut c), &mut ctx).unwrap()
+            self.with_sides(|c, s, ctx| server_to_client(s, Some(c), ctx).unwrap())
         }
 
         fn take_server_out(&mut self) -> Vec<u8> {

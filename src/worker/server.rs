@@ -7,8 +7,6 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::buf::Buf;
-use super::relay::Tracker;
 use super::{token, Server, ServerState, Worker, KIND_SERVER};
 use crate::auth::md5::{md5_password_hash, md5_salted_response};
 use crate::auth::scram::{ScramClient, ScramCredential};
@@ -88,39 +86,30 @@ impl Worker {
         let entry = self.servers.vacant_entry();
         let index = entry.key();
         let pool_generation = pool.lock().generation;
-        let mut s = Server {
+        let conn = Box::new(ServerConn {
+            id: self
+                .shared
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            stream,
+            backend_pid: 0,
+            backend_key: 0,
+            params: ParamSet::default(),
+            reset_params: ParamSet::default(),
+            prepared: Default::default(),
+            prepared_tick: 0,
+            created: now,
+            last_used: now,
+            generation: pool_generation,
+        });
+        let deadline = now + self.snap.config.pooler.server_connect_timeout;
+        let mut s = Server::new(
             generation,
-            conn: Box::new(ServerConn {
-                id: self
-                    .shared
-                    .next_id
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                stream,
-                backend_pid: 0,
-                backend_key: 0,
-                params: ParamSet::default(),
-                reset_params: ParamSet::default(),
-                prepared: Default::default(),
-                prepared_tick: 0,
-                created: now,
-                last_used: now,
-                generation: pool_generation,
-            }),
+            conn,
             pool,
-            state: ServerState::Connecting,
-            inbuf: Buf::default(),
-            outbuf: Buf::default(),
-            readable: false,
-            writable: false,
-            client: None,
-            tracker: Tracker::default(),
-            status: b'I',
-            fwd_remaining: 0,
-            fwd_to_client: false,
-            hold_client: false,
-            deadline: Some(now + self.snap.config.pooler.server_connect_timeout),
-            login: Login::default(),
-        };
+            ServerState::Connecting,
+            Some(deadline),
+        );
         let tok: Token = token(KIND_SERVER, index, generation);
         if let Err(e) = self.poll.registry().register(
             &mut s.conn.stream,
@@ -184,11 +173,7 @@ impl Worker {
             pool.key.user,
             pool.key.database
         );
-        let mut s = self.servers.remove(sref.index);
-        let _ = self.poll.registry().deregister(&mut s.conn.stream);
-        s.inbuf.release_if_empty(&mut self.bufs);
-        s.outbuf.release_if_empty(&mut self.bufs);
-        drop(s);
+        self.detach_server_any(sref);
         let waiters = pool.connect_failed();
         self.fail_waiters(waiters, reason, error);
     }
