@@ -153,9 +153,9 @@ fn directory_string(tlv: Tlv<'_>) -> Option<String> {
     let v = tlv.value;
     match tlv.tag {
         UTF8_STRING => String::from_utf8(v.to_vec()).ok(),
-        NUMERIC_STRING | PRINTABLE_STRING | IA5_STRING | VISIBLE_STRING => {
-            v.is_ascii().then(|| v.iter().map(|&b| char::from(b)).collect())
-        }
+        NUMERIC_STRING | PRINTABLE_STRING | IA5_STRING | VISIBLE_STRING => v
+            .is_ascii()
+            .then(|| v.iter().map(|&b| char::from(b)).collect()),
         // T.61 is in practice ASCII or, from broken encoders, UTF-8 or Latin-1.
         TELETEX_STRING => Some(match std::str::from_utf8(v) {
             Ok(s) => s.to_owned(),
@@ -166,7 +166,9 @@ fn directory_string(tlv: Tlv<'_>) -> Option<String> {
                 return None;
             }
             let units = v.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-            char::decode_utf16(units).collect::<Result<String, _>>().ok()
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
         }
         UNIVERSAL_STRING => {
             if v.len() % 4 != 0 {
@@ -307,7 +309,10 @@ mod tests {
         tlv(SEQUENCE, &parts.concat())
     }
 
-    fn name(rdns: &[&[(&[u8], u8, &[u8])]]) -> Vec<u8> {
+    /// (type OID, string tag, value) of one AttributeTypeAndValue.
+    type Atv<'a> = (&'a [u8], u8, &'a [u8]);
+
+    fn name(rdns: &[&[Atv<'_>]]) -> Vec<u8> {
         let rdns: Vec<Vec<u8>> = rdns
             .iter()
             .map(|atvs| {
@@ -336,10 +341,13 @@ mod tests {
     }
 
     fn sha256_rsa() -> Vec<u8> {
-        seq(&[tlv(OID, &[OID_PKCS1_PREFIX, &[11]].concat()), vec![0x05, 0x00]])
+        seq(&[
+            tlv(OID, &[OID_PKCS1_PREFIX, &[11]].concat()),
+            vec![0x05, 0x00],
+        ])
     }
 
-    fn cn_of(rdns: &[&[(&[u8], u8, &[u8])]]) -> Option<String> {
+    fn cn_of(rdns: &[&[Atv<'_>]]) -> Option<String> {
         cert_common_name(&cert(true, name(rdns), sha256_rsa()))
     }
 
@@ -348,14 +356,29 @@ mod tests {
     #[test]
     fn common_name_string_types() {
         let cn = OID_COMMON_NAME;
-        assert_eq!(cn_of(&[&[(cn, IA5_STRING, b"alice")]]).as_deref(), Some("alice"));
-        assert_eq!(cn_of(&[&[(cn, PRINTABLE_STRING, b"bob")]]).as_deref(), Some("bob"));
-        assert_eq!(cn_of(&[&[(cn, TELETEX_STRING, b"caf\xe9")]]).as_deref(), Some("café"));
+        assert_eq!(
+            cn_of(&[&[(cn, IA5_STRING, b"alice")]]).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            cn_of(&[&[(cn, PRINTABLE_STRING, b"bob")]]).as_deref(),
+            Some("bob")
+        );
+        assert_eq!(
+            cn_of(&[&[(cn, TELETEX_STRING, b"caf\xe9")]]).as_deref(),
+            Some("café")
+        );
         let bmp = [0x00, 0x5A, 0x00, 0xF6];
         assert_eq!(cn_of(&[&[(cn, BMP_STRING, &bmp)]]).as_deref(), Some("Zö"));
         let universal = [0, 0, 0, 0x61, 0, 1, 0xF6, 0x00];
-        assert_eq!(cn_of(&[&[(cn, UNIVERSAL_STRING, &universal)]]).as_deref(), Some("a😀"));
-        assert_eq!(cn_of(&[&[(cn, UTF8_STRING, "Ελένη".as_bytes())]]).as_deref(), Some("Ελένη"));
+        assert_eq!(
+            cn_of(&[&[(cn, UNIVERSAL_STRING, &universal)]]).as_deref(),
+            Some("a😀")
+        );
+        assert_eq!(
+            cn_of(&[&[(cn, UTF8_STRING, "Ελένη".as_bytes())]]).as_deref(),
+            Some("Ελένη")
+        );
     }
 
     #[test]
@@ -374,9 +397,12 @@ mod tests {
     #[test]
     fn common_name_position() {
         let cn = OID_COMMON_NAME;
-        let multi: &[(&[u8], u8, &[u8])] = &[(OID_O, UTF8_STRING, b"Org"), (cn, UTF8_STRING, b"x")];
+        let multi: &[Atv<'_>] = &[(OID_O, UTF8_STRING, b"Org"), (cn, UTF8_STRING, b"x")];
         assert_eq!(cn_of(&[multi]).as_deref(), Some("x"));
-        let two = cn_of(&[&[(cn, UTF8_STRING, b"first")], &[(cn, UTF8_STRING, b"second")]]);
+        let two = cn_of(&[
+            &[(cn, UTF8_STRING, b"first")],
+            &[(cn, UTF8_STRING, b"second")],
+        ]);
         assert_eq!(two.as_deref(), Some("first"));
         // A v1 certificate has no version field.
         let v1 = cert(false, name(&[&[(cn, UTF8_STRING, b"old")]]), sha256_rsa());
@@ -391,7 +417,9 @@ mod tests {
         assert!(Der::new(&[0x30, 0x03, 0x01]).next().is_none());
         assert!(Der::new(&[0x1F, 0x01, 0x00]).next().is_none());
         assert!(Der::new(&[0x30]).next().is_none());
-        let long = Der::new(&[0x04, 0x81, 0x01, 0xAA]).next().map(|t| t.value.to_vec());
+        let long = Der::new(&[0x04, 0x81, 0x01, 0xAA])
+            .next()
+            .map(|t| t.value.to_vec());
         assert_eq!(long, Some(vec![0xAA]));
         assert_eq!(cert_common_name(&[]), None);
         assert_eq!(server_end_point_hash(b"garbage"), None);
@@ -404,9 +432,9 @@ mod tests {
     }
 
     fn hash_for(sig_alg: Vec<u8>) -> Option<Hash> {
-        let (_, sig) = certificate_parts(&cert(true, seq(&[]), sig_alg))
-            .map(|(t, s)| (t.to_vec(), s.to_vec()))?;
-        end_point_hash_algorithm(&sig)
+        let der = cert(true, seq(&[]), sig_alg);
+        let (_, sig) = certificate_parts(&der)?;
+        end_point_hash_algorithm(sig)
     }
 
     #[test]
@@ -447,8 +475,15 @@ mod tests {
 
     #[test]
     fn end_point_hash_is_over_the_whole_certificate() {
-        let der = cert(true, seq(&[]), alg(&[OID_PKCS1_PREFIX, &[12]].concat(), None));
-        assert_eq!(server_end_point_hash(&der), Some(Sha384::digest(&der).to_vec()));
+        let der = cert(
+            true,
+            seq(&[]),
+            alg(&[OID_PKCS1_PREFIX, &[12]].concat(), None),
+        );
+        assert_eq!(
+            server_end_point_hash(&der),
+            Some(Sha384::digest(&der).to_vec())
+        );
     }
 
     /// Every truncation and every single-byte corruption of a certificate: no panic.
