@@ -10,7 +10,9 @@ use std::sync::Arc;
 use crate::auth::md5::{is_md5_hash, md5_password_hash};
 use crate::auth::random::fill_random;
 use crate::auth::scram::ScramSecret;
+use crate::config::ClientTlsMode;
 use crate::config::Config;
+use crate::net::tls::{self, ServerTls};
 use crate::net::ServerAddr;
 use crate::pool::{PoolKey, PoolSpec, ServerCredential, ServerTarget};
 
@@ -27,6 +29,9 @@ pub struct UserAuth {
 
 pub struct Snapshot {
     pub config: Arc<Config>,
+    /// Client-facing TLS, loaded from the files at build time (so a reload picks up new
+    /// certificates); None when client_tls_mode is disable.
+    pub client_tls: Option<ServerTls>,
     pub users: HashMap<String, UserAuth>,
     pub server_addrs: HashMap<String, ServerAddr>,
 }
@@ -101,7 +106,9 @@ impl Snapshot {
             let auth = reused.unwrap_or_else(|| UserAuth::from_password(name, &user.password));
             users.insert(name.clone(), auth);
         }
+        let client_tls = client_tls_of(&config)?;
         Ok(Snapshot {
+            client_tls,
             config: Arc::new(config),
             users,
             server_addrs,
@@ -151,4 +158,25 @@ impl Snapshot {
             },
         ))
     }
+}
+
+fn client_tls_of(config: &Config) -> Result<Option<ServerTls>, String> {
+    let t = &config.tls;
+    if t.client_tls_mode == ClientTlsMode::Disable {
+        return Ok(None);
+    }
+    let verify = matches!(
+        t.client_tls_mode,
+        ClientTlsMode::VerifyCa | ClientTlsMode::VerifyFull
+    );
+    let ca =
+        (!t.client_tls_ca_file.is_empty()).then(|| std::path::Path::new(&t.client_tls_ca_file));
+    tls::server_tls(
+        std::path::Path::new(&t.client_tls_cert_file),
+        std::path::Path::new(&t.client_tls_key_file),
+        ca,
+        verify,
+    )
+    .map(Some)
+    .map_err(|e| format!("[tls] client TLS: {e}"))
 }

@@ -303,7 +303,12 @@ impl HbaRules {
 }
 
 /// PostgreSQL 15's message (SQLSTATE 28000) when no line matched.
-pub fn no_entry_message(client_addr: Option<IpAddr>, tls: bool, database: &str, user: &str) -> String {
+pub fn no_entry_message(
+    client_addr: Option<IpAddr>,
+    tls: bool,
+    database: &str,
+    user: &str,
+) -> String {
     format!(
         "no pg_hba.conf entry for host \"{}\", user \"{user}\", database \"{database}\", {}",
         host_info(client_addr),
@@ -312,7 +317,12 @@ pub fn no_entry_message(client_addr: Option<IpAddr>, tls: bool, database: &str, 
 }
 
 /// PostgreSQL 15's message (SQLSTATE 28000) when a `reject` line matched.
-pub fn reject_message(client_addr: Option<IpAddr>, tls: bool, database: &str, user: &str) -> String {
+pub fn reject_message(
+    client_addr: Option<IpAddr>,
+    tls: bool,
+    database: &str,
+    user: &str,
+) -> String {
     format!(
         "pg_hba.conf rejects connection for host \"{}\", user \"{user}\", database \"{database}\", {}",
         host_info(client_addr),
@@ -359,9 +369,7 @@ fn mask_u128(prefix: u8) -> u128 {
 fn cidr_contains(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) ^ u32::from(a)) & mask_u32(prefix) == 0,
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            (u128::from(n) ^ u128::from(a)) & mask_u128(prefix) == 0
-        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n) ^ u128::from(a)) & mask_u128(prefix) == 0,
         _ => false,
     }
 }
@@ -602,9 +610,11 @@ fn parse_address<'a>(
         ));
     };
     let Some(mask_field) = rest.next() else {
-        return Err("end-of-line before netmask specification; specify an address range in CIDR \
+        return Err(
+            "end-of-line before netmask specification; specify an address range in CIDR \
              notation, or provide a separate netmask"
-            .to_string());
+                .to_string(),
+        );
     };
     let mask_tok = single(mask_field, "netmask")?;
     let Ok(mask) = mask_tok.text.parse::<IpAddr>() else {
@@ -642,9 +652,9 @@ fn parse_method(tok: &Token) -> Result<HbaMethod, String> {
         "scram-sha-256" => Ok(HbaMethod::ScramSha256),
         "password" => Ok(HbaMethod::Password),
         "cert" => Ok(HbaMethod::Cert),
-        m @ ("peer" | "ident" | "ldap" | "gss" | "sspi" | "radius" | "pam" | "bsd") => Err(format!(
-            "authentication method \"{m}\" is not supported by the pooler"
-        )),
+        m @ ("peer" | "ident" | "ldap" | "gss" | "sspi" | "radius" | "pam" | "bsd") => Err(
+            format!("authentication method \"{m}\" is not supported by the pooler"),
+        ),
         m => Err(format!("invalid authentication method \"{m}\"")),
     }
 }
@@ -669,7 +679,13 @@ mod tests {
     }
 
     /// (client address or "local", tls, database, user, expected line)
-    type Case = (&'static str, bool, &'static str, &'static str, Option<usize>);
+    type Case = (
+        &'static str,
+        bool,
+        &'static str,
+        &'static str,
+        Option<usize>,
+    );
 
     fn check(name: &str, text: &str, local_addrs: &[&str], cases: &[Case]) {
         let rules = p(text);
@@ -766,7 +782,10 @@ host all "all" 0.0.0.0/0 md5
             rules.rules[9].databases,
             vec![NameMatch::SameRole, NameMatch::Replication]
         );
-        assert_eq!(rules.rules[2].databases[1], NameMatch::Exact("App 2".into()));
+        assert_eq!(
+            rules.rules[1].databases[1],
+            NameMatch::Exact("App 2".into())
+        );
     }
 
     #[test]
@@ -1000,58 +1019,185 @@ host    replication     all             ::1/128                 trust
                 4,
                 "authentication method \"peer\" is not supported",
             ),
-            ("\n\n\nlocal all all foo\n", 4, "invalid authentication method \"foo\""),
+            (
+                "\n\n\nlocal all all foo\n",
+                4,
+                "invalid authentication method \"foo\"",
+            ),
             ("local all all ident", 1, "\"ident\" is not supported"),
             ("host all all 0.0.0.0/0 ldap ldapserver=x", 1, "\"ldap\""),
             ("host all all 10.0.0.1 md5", 1, "invalid IP mask \"md5\""),
-            ("host all all 10.0.0.1", 1, "end-of-line before netmask specification"),
-            ("host all all 10.0.0.0/33 md5", 1, "invalid CIDR mask in address \"10.0.0.0/33\""),
+            (
+                "host all all 10.0.0.1",
+                1,
+                "end-of-line before netmask specification",
+            ),
+            (
+                "host all all 10.0.0.0/33 md5",
+                1,
+                "invalid CIDR mask in address \"10.0.0.0/33\"",
+            ),
             ("host all all ::1/129 md5", 1, "invalid CIDR mask"),
             ("host all all 10.0.0.0/ md5", 1, "invalid CIDR mask"),
             ("host all all 10.0.0.0/x md5", 1, "invalid CIDR mask"),
             ("host all all 10.0.0.0/-1 md5", 1, "invalid CIDR mask"),
             ("host all all foo/8 md5", 1, "invalid IP address \"foo\""),
-            ("host all all db.example.com md5", 1, "host names are not supported"),
-            ("host all all .example.com md5", 1, "host names are not supported"),
+            (
+                "host all all db.example.com md5",
+                1,
+                "host names are not supported",
+            ),
+            (
+                "host all all .example.com md5",
+                1,
+                "host names are not supported",
+            ),
             ("host all all 10.0.0.300/32 md5", 1, "invalid IP address"),
             ("host all all samenet md5", 1, "samenet is not supported"),
-            ("host all @admins 0.0.0.0/0 md5", 1, "@file inclusion is not supported"),
-            ("local @dbs all trust", 1, "@file inclusion is not supported"),
-            ("host all all 0.0.0.0/0 cert", 1, "cert authentication is only supported on hostssl connections"),
-            ("hostnossl all all 0.0.0.0/0 cert", 1, "only supported on hostssl"),
+            (
+                "host all @admins 0.0.0.0/0 md5",
+                1,
+                "@file inclusion is not supported",
+            ),
+            (
+                "local @dbs all trust",
+                1,
+                "@file inclusion is not supported",
+            ),
+            (
+                "host all all 0.0.0.0/0 cert",
+                1,
+                "cert authentication is only supported on hostssl connections",
+            ),
+            (
+                "hostnossl all all 0.0.0.0/0 cert",
+                1,
+                "only supported on hostssl",
+            ),
             ("local all all cert", 1, "only supported on hostssl"),
-            ("host all all 0.0.0.0/0 md5 clientcert=verify-ca", 1, "clientcert can only be configured for \"hostssl\" rows"),
-            ("hostssl all all 0.0.0.0/0 md5 clientcert=1", 1, "invalid value for clientcert: \"1\""),
-            ("hostssl all all 0.0.0.0/0 md5 clientcert=no-verify", 1, "invalid value for clientcert"),
-            ("hostssl all all 0.0.0.0/0 cert clientcert=verify-ca", 1, "clientcert only accepts \"verify-full\""),
-            ("hostssl all all 0.0.0.0/0 md5 map=foo", 1, "authentication option \"map\" is not supported"),
-            ("hostssl all all 0.0.0.0/0 md5 garbage", 1, "authentication option not in name=value format: garbage"),
-            ("local all all trust \\\n", 1, "not in name=value format: \\"),
-            ("hosts all all 0.0.0.0/0 md5", 1, "invalid connection type \"hosts\""),
-            ("HOST all all 0.0.0.0/0 md5", 1, "invalid connection type \"HOST\""),
-            ("hostgssenc all all 0.0.0.0/0 md5", 1, "\"hostgssenc\" is not supported"),
-            ("host,local all all 0.0.0.0/0 md5", 1, "multiple values specified for connection type"),
-            ("host all all 10.0.0.0/8,::1/128 md5", 1, "multiple values specified for host address"),
-            ("host all all 0.0.0.0/0 md5,trust", 1, "multiple values specified for authentication type"),
-            ("host all all 10.0.0.0 255.0.0.0,255.0.0.0 md5", 1, "multiple values specified for netmask"),
+            (
+                "host all all 0.0.0.0/0 md5 clientcert=verify-ca",
+                1,
+                "clientcert can only be configured for \"hostssl\" rows",
+            ),
+            (
+                "hostssl all all 0.0.0.0/0 md5 clientcert=1",
+                1,
+                "invalid value for clientcert: \"1\"",
+            ),
+            (
+                "hostssl all all 0.0.0.0/0 md5 clientcert=no-verify",
+                1,
+                "invalid value for clientcert",
+            ),
+            (
+                "hostssl all all 0.0.0.0/0 cert clientcert=verify-ca",
+                1,
+                "clientcert only accepts \"verify-full\"",
+            ),
+            (
+                "hostssl all all 0.0.0.0/0 md5 map=foo",
+                1,
+                "authentication option \"map\" is not supported",
+            ),
+            (
+                "hostssl all all 0.0.0.0/0 md5 garbage",
+                1,
+                "authentication option not in name=value format: garbage",
+            ),
+            (
+                "local all all trust \\\n",
+                1,
+                "not in name=value format: \\",
+            ),
+            (
+                "hosts all all 0.0.0.0/0 md5",
+                1,
+                "invalid connection type \"hosts\"",
+            ),
+            (
+                "HOST all all 0.0.0.0/0 md5",
+                1,
+                "invalid connection type \"HOST\"",
+            ),
+            (
+                "hostgssenc all all 0.0.0.0/0 md5",
+                1,
+                "\"hostgssenc\" is not supported",
+            ),
+            (
+                "host,local all all 0.0.0.0/0 md5",
+                1,
+                "multiple values specified for connection type",
+            ),
+            (
+                "host all all 10.0.0.0/8,::1/128 md5",
+                1,
+                "multiple values specified for host address",
+            ),
+            (
+                "host all all 0.0.0.0/0 md5,trust",
+                1,
+                "multiple values specified for authentication type",
+            ),
+            (
+                "host all all 10.0.0.0 255.0.0.0,255.0.0.0 md5",
+                1,
+                "multiple values specified for netmask",
+            ),
             ("local", 1, "end-of-line before database specification"),
             ("local all", 1, "end-of-line before role specification"),
-            ("host all all", 1, "end-of-line before IP address specification"),
-            ("local all all", 1, "end-of-line before authentication method"),
-            ("local all all # trust", 1, "end-of-line before authentication method"),
-            ("host all all 0.0.0.0/0", 1, "end-of-line before authentication method"),
-            ("host all all 10.0.0.0 255.0.0.0", 1, "end-of-line before authentication method"),
-            ("host all all 127.0.0.1 ffff:: md5", 1, "IP address and mask do not match"),
+            (
+                "host all all",
+                1,
+                "end-of-line before IP address specification",
+            ),
+            (
+                "local all all",
+                1,
+                "end-of-line before authentication method",
+            ),
+            (
+                "local all all # trust",
+                1,
+                "end-of-line before authentication method",
+            ),
+            (
+                "host all all 0.0.0.0/0",
+                1,
+                "end-of-line before authentication method",
+            ),
+            (
+                "host all all 10.0.0.0 255.0.0.0",
+                1,
+                "end-of-line before authentication method",
+            ),
+            (
+                "host all all 127.0.0.1 ffff:: md5",
+                1,
+                "IP address and mask do not match",
+            ),
             ("host all all 10.0.0.0 255.0.255.0 md5", 1, "contiguous"),
-            ("host all all \"all\" md5", 1, "host names are not supported"),
-            ("local all all MD5", 1, "invalid authentication method \"MD5\""),
+            (
+                "host all all \"all\" md5",
+                1,
+                "host names are not supported",
+            ),
+            (
+                "local all all MD5",
+                1,
+                "invalid authentication method \"MD5\"",
+            ),
         ];
         for &(text, line, needle) in cases {
             match HbaRules::parse(text, Path::new("/etc/pooler/hba.conf")) {
                 Ok(r) => panic!("{text:?} parsed: {r:?}"),
                 Err(e) => {
                     assert_eq!(e.line, line, "{text:?}: {e}");
-                    assert!(e.message.contains(needle), "{text:?}: got {e}, want {needle:?}");
+                    assert!(
+                        e.message.contains(needle),
+                        "{text:?}: got {e}, want {needle:?}"
+                    );
                     assert_eq!(e.file, PathBuf::from("/etc/pooler/hba.conf"));
                 }
             }
@@ -1060,8 +1206,11 @@ host    replication     all             ::1/128                 trust
 
     #[test]
     fn error_display() {
-        let e = HbaRules::parse("local all all trust\nlocal all all nope\n", Path::new("/x/hba.conf"))
-            .unwrap_err();
+        let e = HbaRules::parse(
+            "local all all trust\nlocal all all nope\n",
+            Path::new("/x/hba.conf"),
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "/x/hba.conf:2: invalid authentication method \"nope\""
@@ -1099,10 +1248,8 @@ host    replication     all             ::1/128                 trust
     }
 
     fn temp_file(tag: &str, contents: &[u8]) -> PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "pooler-hba-test-{}-{tag}.conf",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("pooler-hba-test-{}-{tag}.conf", std::process::id()));
         std::fs::write(&path, contents).expect("write temp file");
         path
     }
@@ -1173,12 +1320,55 @@ host    replication     all             ::1/128                 trust
 
         // Random sentences over the grammar's own words reach the deeper paths.
         let words = [
-            "local", "host", "hostssl", "hostnossl", "hostgssenc", "all", "sameuser", "samerole",
-            "replication", "samehost", "samenet", "+g", "+", "@f", "@", "\"", "\"\"", ",", "#",
-            " ", "\t", "\n", "\r", "\\", "10.0.0.0/8", "::1/128", "::ffff:1.2.3.4/128", "/",
-            "/0", "/33", "255.255.0.0", "0.0.0.0", "127.0.0.1", "ffff::", "md5", "cert", "trust",
-            "reject", "password", "scram-sha-256", "peer", "clientcert=verify-full",
-            "clientcert=verify-ca", "clientcert", "=", "map=x", "é", "\u{0}", "x",
+            "local",
+            "host",
+            "hostssl",
+            "hostnossl",
+            "hostgssenc",
+            "all",
+            "sameuser",
+            "samerole",
+            "replication",
+            "samehost",
+            "samenet",
+            "+g",
+            "+",
+            "@f",
+            "@",
+            "\"",
+            "\"\"",
+            ",",
+            "#",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "\\",
+            "10.0.0.0/8",
+            "::1/128",
+            "::ffff:1.2.3.4/128",
+            "/",
+            "/0",
+            "/33",
+            "255.255.0.0",
+            "0.0.0.0",
+            "127.0.0.1",
+            "ffff::",
+            "md5",
+            "cert",
+            "trust",
+            "reject",
+            "password",
+            "scram-sha-256",
+            "peer",
+            "clientcert=verify-full",
+            "clientcert=verify-ca",
+            "clientcert",
+            "=",
+            "map=x",
+            "é",
+            "\u{0}",
+            "x",
         ];
         for _ in 0..20000 {
             let n = rng.below(24);

@@ -136,6 +136,48 @@ pub fn connect(addr: &ServerAddr) -> io::Result<Stream> {
     }
 }
 
+/// A socket plus its TLS session, if any, as one Read + Write: the relay and the
+/// buffers never know whether bytes are encrypted.
+pub struct Io<'a, C> {
+    pub sock: &'a mut Stream,
+    pub tls: Option<&'a mut tls::TlsStream<C>>,
+}
+
+impl<C, D> Read for Io<'_, C>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            Some(t) => t.read(self.sock, buf),
+            None => self.sock.read(buf),
+        }
+    }
+}
+
+impl<C, D> Write for Io<'_, C>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+{
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            Some(t) => t.write(self.sock, buf),
+            None => self.sock.write(buf),
+        }
+    }
+
+    /// Pushes out TLS records rustls still holds; WouldBlock when the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        match self.tls.as_deref_mut() {
+            Some(t) => match t.flush_tls(self.sock)? {
+                true => Ok(()),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
 pub enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),

@@ -6,13 +6,14 @@ use std::sync::{Arc, OnceLock};
 use super::{AuthPhase, ClientState, Worker, WorkerMsg};
 use crate::auth::md5::md5_verify;
 use crate::auth::random::fill_random;
-use crate::auth::scram::{ScramSecret, ScramServer};
+use crate::auth::scram::{ChannelBinding, ScramSecret, ScramServer, MECHANISM, MECHANISM_PLUS};
 use crate::config::AuthType;
+use crate::config::ClientTlsMode;
+use crate::net::tls::{self, HandshakeProgress, TlsStream};
+use crate::net::Stream;
 use crate::params;
 use crate::pool::{ConnRef, ServerCredential};
 use crate::protocol::{self, auth_code, sqlstate, Reader, Severity, StartupPacket};
-
-const SCRAM_MECHANISM: &str = "SCRAM-SHA-256";
 
 /// A verifier for users that do not exist, so a wrong user name costs the same exchange
 /// as a wrong password and reveals nothing (PostgreSQL does the same).
@@ -50,7 +51,6 @@ impl Worker {
             c.inbuf.consume(len);
             match packet {
                 StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                    // TLS is not offered yet: 'N' tells libpq to go on in plaintext.
                     if !c.inbuf.is_empty() {
                         self.fail_client(
                             cref,
@@ -60,8 +60,39 @@ impl Worker {
                         );
                         return;
                     }
-                    c.outbuf.extend(&mut self.bufs, b"N");
+                    let tls = match (&packet, &self.snap.client_tls, &c.stream, &c.tls) {
+                        (StartupPacket::SslRequest, Some(t), Stream::Tcp(_), None) => {
+                            Some(t.config.clone())
+                        }
+                        _ => None,
+                    };
+                    let Some(config) = tls else {
+                        // No TLS here (disabled, unix socket, or GSSAPI): 'N' tells
+                        // libpq to go on in plaintext.
+                        c.outbuf.extend(&mut self.bufs, b"N");
+                        self.flush_client(cref);
+                        continue;
+                    };
+                    c.outbuf.extend(&mut self.bufs, b"S");
                     self.flush_client(cref);
+                    let Some(c) = client_at!(self, cref) else {
+                        return;
+                    };
+                    if !c.outbuf.is_empty() {
+                        self.close_client(cref, "cannot send the SSLRequest answer");
+                        return;
+                    }
+                    match TlsStream::accept(config) {
+                        Ok(t) => {
+                            c.tls = Some(Box::new(t));
+                            c.state = ClientState::TlsHandshake;
+                            c.readable = true;
+                        }
+                        Err(e) => {
+                            self.close_client(cref, &format!("TLS setup failed: {e}"));
+                        }
+                    }
+                    return;
                 }
                 StartupPacket::Cancel { pid, key } => {
                     self.route_cancel(pid, key);
@@ -85,6 +116,33 @@ impl Worker {
                     self.client_login(cref, minor, params);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Moves a client's TLS handshake on. Returns whether to keep reading (it finished,
+    /// and the StartupMessage may already be decrypted and waiting).
+    pub(super) fn client_handshake(&mut self, cref: ConnRef) -> bool {
+        let Some(c) = client_at!(self, cref) else {
+            return false;
+        };
+        let Some(tls) = c.tls.as_deref_mut() else {
+            return false;
+        };
+        match tls.handshake_step(&mut c.stream) {
+            Ok(HandshakeProgress::Done) => {
+                c.state = ClientState::Startup;
+                c.readable = true;
+                true
+            }
+            Ok(HandshakeProgress::InProgress) => {
+                c.readable = false;
+                false
+            }
+            Err(e) => {
+                log::info!("client {} from {}: TLS handshake failed: {e}", c.id, c.peer);
+                self.close_client(cref, "TLS handshake failed");
+                false
             }
         }
     }
@@ -158,6 +216,15 @@ impl Worker {
             );
             return;
         }
+        if let Err(message) = self.check_client_tls(cref, &user) {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::INVALID_AUTHORIZATION,
+                &message,
+            );
+            return;
+        }
         if !self.snap.config.databases.contains_key(&database) {
             self.fail_client(
                 cref,
@@ -202,8 +269,19 @@ impl Worker {
                 let secret = auth
                     .and_then(|a| a.scram)
                     .unwrap_or_else(|| mock_secret().clone());
-                c.auth = AuthPhase::ScramFirst(Box::new(ScramServer::new(secret)));
-                protocol::auth_sasl_mechanisms(&mut self.scratch, &[SCRAM_MECHANISM]);
+                let plus = match (&c.tls, &self.snap.client_tls) {
+                    (Some(_), Some(t)) => t.end_point_hash.clone(),
+                    _ => None,
+                };
+                let offered = match plus {
+                    Some(_) => ChannelBinding::OfferedNotSelected.mechanisms(),
+                    None => ChannelBinding::NotOffered.mechanisms(),
+                };
+                protocol::auth_sasl_mechanisms(&mut self.scratch, offered);
+                c.auth = AuthPhase::ScramFirst {
+                    secret: Box::new(secret),
+                    plus,
+                };
             }
             AuthType::Hba => {
                 self.fail_client(
@@ -219,6 +297,37 @@ impl Worker {
         self.flush_client(cref);
         // A client may have pipelined its password already.
         self.client_auth(cref);
+    }
+
+    /// client_tls_mode require and verify-*: TCP clients must use TLS (unix sockets are
+    /// local and exempt); verify-full also wants the certificate's CN to be the user.
+    fn check_client_tls(&mut self, cref: ConnRef, user: &str) -> Result<(), String> {
+        let mode = self.snap.config.tls.client_tls_mode;
+        let Some(c) = client_at!(self, cref) else {
+            return Ok(());
+        };
+        let tcp = matches!(c.stream, Stream::Tcp(_));
+        let required = matches!(
+            mode,
+            ClientTlsMode::Require | ClientTlsMode::VerifyCa | ClientTlsMode::VerifyFull
+        );
+        match &c.tls {
+            None if tcp && required => {
+                Err("TLS required: connect with sslmode=require or stronger".into())
+            }
+            Some(t) if mode == ClientTlsMode::VerifyFull => {
+                match tls::peer_cert_common_name(&t.conn) {
+                    Some(cn) if cn == user => Ok(()),
+                    Some(_) => Err(format!(
+                        "certificate validation (clientcert=verify-full) failed for user \"{user}\": CN mismatch"
+                    )),
+                    None => Err(format!(
+                        "certificate validation (clientcert=verify-full) failed for user \"{user}\": no certificate"
+                    )),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn password_failed(&mut self, cref: ConnRef) {
@@ -309,10 +418,16 @@ impl Worker {
                     self.password_failed(cref);
                 }
             }
-            AuthPhase::ScramFirst(mut server) => {
+            AuthPhase::ScramFirst { secret, plus } => {
                 let mut r = Reader::new(&body);
                 let mechanism = r.cstr().unwrap_or_default();
-                if mechanism != SCRAM_MECHANISM {
+                let binding = match (mechanism, plus) {
+                    (MECHANISM, None) => Some(ChannelBinding::NotOffered),
+                    (MECHANISM, Some(_)) => Some(ChannelBinding::OfferedNotSelected),
+                    (MECHANISM_PLUS, Some(hash)) => Some(ChannelBinding::TlsServerEndPoint(hash)),
+                    _ => None,
+                };
+                let Some(binding) = binding else {
                     self.fail_client(
                         cref,
                         Severity::Fatal,
@@ -320,7 +435,8 @@ impl Worker {
                         "client selected an invalid SASL authentication mechanism",
                     );
                     return;
-                }
+                };
+                let mut server = Box::new(ScramServer::new_with_channel_binding(*secret, binding));
                 let data_len = r.i32().unwrap_or(-1);
                 let data = r.remaining();
                 if data_len < 0 || data_len as usize != data.len() {

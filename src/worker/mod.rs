@@ -37,6 +37,7 @@ pub mod relay;
 mod server;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -46,7 +47,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::PoolMode;
-use crate::net::{Listener, Stream};
+use crate::net::tls::TlsStream;
+use crate::net::{Io, Listener, Stream};
 use crate::params::ParamSet;
 use crate::pool::{ConnRef, Pool, Registry, ServerConn, Waiter};
 use crate::protocol::{self, sqlstate, Severity};
@@ -177,6 +179,8 @@ impl Shared {
 pub enum ClientState {
     /// Reading StartupMessage (after optional SSLRequest / GSSENCRequest).
     Startup,
+    /// Answered 'S' to SSLRequest; the TLS handshake runs before the StartupMessage.
+    TlsHandshake,
     /// Password or SASL exchange in progress.
     Auth,
     /// Authenticated, waiting for a first server to learn the parameters to report.
@@ -191,8 +195,15 @@ pub enum ClientState {
 pub enum AuthPhase {
     None,
     Cleartext,
-    Md5 { salt: [u8; 4] },
-    ScramFirst(Box<crate::auth::scram::ScramServer>),
+    Md5 {
+        salt: [u8; 4],
+    },
+    /// AuthenticationSASL sent; `plus` holds our certificate's tls-server-end-point data
+    /// when SCRAM-SHA-256-PLUS was offered too.
+    ScramFirst {
+        secret: Box<crate::auth::scram::ScramSecret>,
+        plus: Option<Vec<u8>>,
+    },
     ScramFinal(Box<crate::auth::scram::ScramServer>),
 }
 
@@ -227,6 +238,7 @@ pub struct Client {
     scram_keys: Option<([u8; 32], [u8; 32])>,
     /// Draining: close at this time unless the client sends a request first.
     drain_at: Option<Instant>,
+    tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,6 +421,9 @@ impl Worker {
                             c.readable = true;
                         }
                         if ev.is_writable() {
+                            if c.state == ClientState::TlsHandshake {
+                                c.readable = true;
+                            }
                             self.flush_client(cref);
                         }
                         self.drive_client(cref);
@@ -496,6 +511,7 @@ impl Worker {
                 auth: AuthPhase::None,
                 scram_keys: None,
                 drain_at: None,
+                tls: None,
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
@@ -663,7 +679,17 @@ impl Worker {
             let Some(c) = client_at!(self, cref) else {
                 return;
             };
-            let outcome = c.inbuf.read_from(&mut self.bufs, &mut c.stream);
+            if c.state == ClientState::TlsHandshake {
+                if !self.client_handshake(cref) {
+                    return;
+                }
+                continue;
+            }
+            let mut io = Io {
+                sock: &mut c.stream,
+                tls: c.tls.as_deref_mut(),
+            };
+            let outcome = c.inbuf.read_from(&mut self.bufs, &mut io);
             match outcome {
                 Ok(ReadOutcome::Data) => {
                     c.last_activity = Instant::now();
@@ -691,10 +717,23 @@ impl Worker {
         let Some(c) = client_at!(self, cref) else {
             return;
         };
-        if c.outbuf.is_empty() {
+        let tls_pending = c.tls.as_ref().is_some_and(|t| t.wants_write());
+        if c.outbuf.is_empty() && !tls_pending {
             return;
         }
-        match c.outbuf.write_to(&mut c.stream) {
+        let mut io = Io {
+            sock: &mut c.stream,
+            tls: c.tls.as_deref_mut(),
+        };
+        let written = c.outbuf.write_to(&mut io).and_then(|all| {
+            // TLS records rustls still holds go out now or on the next writable event.
+            match io.flush() {
+                Ok(()) => Ok(all),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                Err(e) => Err(e),
+            }
+        });
+        match written {
             Ok(_) => {
                 let drained = c.outbuf.len() <= relay::HIGH_WATER / 2;
                 c.outbuf.release_if_empty(&mut self.bufs);
@@ -732,6 +771,7 @@ impl Worker {
         }
         match c.state {
             ClientState::Startup => self.client_startup(cref),
+            ClientState::TlsHandshake => {}
             ClientState::Auth => self.client_auth(cref),
             ClientState::WaitingLogin | ClientState::Waiting => {}
             ClientState::Idle => self.client_idle_input(cref),
@@ -1522,7 +1562,7 @@ impl Worker {
                 continue;
             }
             match c.state {
-                ClientState::Startup | ClientState::Auth => {
+                ClientState::Startup | ClientState::TlsHandshake | ClientState::Auth => {
                     if now.duration_since(c.connected_at) > LOGIN_TIMEOUT {
                         expired.push((
                             cref,
