@@ -7,11 +7,12 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::auth::hba::HbaRules;
 use crate::auth::md5::{is_md5_hash, md5_password_hash};
 use crate::auth::random::fill_random;
 use crate::auth::scram::ScramSecret;
-use crate::config::ClientTlsMode;
 use crate::config::Config;
+use crate::config::{AuthType, ClientTlsMode};
 use crate::net::tls::{self, ServerTls};
 use crate::net::ServerAddr;
 use crate::pool::{PoolKey, PoolSpec, ServerCredential, ServerTarget};
@@ -32,6 +33,8 @@ pub struct Snapshot {
     /// Client-facing TLS, loaded from the files at build time (so a reload picks up new
     /// certificates); None when client_tls_mode is disable.
     pub client_tls: Option<ServerTls>,
+    /// The hba rules when auth_type is "hba", read at build time like the certificates.
+    pub hba: Option<Arc<HbaRules>>,
     pub users: HashMap<String, UserAuth>,
     pub server_addrs: HashMap<String, ServerAddr>,
 }
@@ -107,8 +110,16 @@ impl Snapshot {
             users.insert(name.clone(), auth);
         }
         let client_tls = client_tls_of(&config)?;
+        let hba = match config.pooler.auth_type {
+            AuthType::Hba => Some(Arc::new(
+                HbaRules::load(&relative_to_config(&config, &config.pooler.hba_file))
+                    .map_err(|e| e.to_string())?,
+            )),
+            _ => None,
+        };
         Ok(Snapshot {
             client_tls,
+            hba,
             config: Arc::new(config),
             users,
             server_addrs,
@@ -179,4 +190,14 @@ fn client_tls_of(config: &Config) -> Result<Option<ServerTls>, String> {
     )
     .map(Some)
     .map_err(|e| format!("[tls] client TLS: {e}"))
+}
+
+/// Files named in the config are relative to the config file's directory, so a config
+/// and its certificates or hba file can move together.
+pub fn relative_to_config(config: &Config, file: &str) -> PathBuf {
+    let path = PathBuf::from(file);
+    match config.path.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
+    }
 }

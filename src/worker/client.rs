@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use super::{AuthPhase, ClientState, Worker, WorkerMsg};
+use crate::auth::hba::{self, HbaMethod};
 use crate::auth::md5::md5_verify;
 use crate::auth::random::fill_random;
 use crate::auth::scram::{ChannelBinding, ScramSecret, ScramServer, MECHANISM, MECHANISM_PLUS};
@@ -235,37 +236,66 @@ impl Worker {
             return;
         }
         let auth = self.snap.users.get(&user).cloned();
-        let auth_type = self.snap.config.pooler.auth_type;
+        let method = match self.auth_method(cref, &database, &user) {
+            Ok(m) => m,
+            Err(message) => {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::INVALID_AUTHORIZATION,
+                    &message,
+                );
+                return;
+            }
+        };
         let Some(c) = client_at!(self, cref) else {
             return;
         };
         c.state = ClientState::Auth;
         self.scratch.clear();
-        match auth_type {
-            AuthType::Trust => {
-                if auth.is_none() {
-                    self.fail_client(
+        match method {
+            HbaMethod::Trust | HbaMethod::Cert => {
+                let cn = c
+                    .tls
+                    .as_ref()
+                    .and_then(|t| tls::peer_cert_common_name(&t.conn));
+                let refusal = if auth.is_none() {
+                    Some(format!("role \"{user}\" does not exist"))
+                } else if method == HbaMethod::Cert && cn.as_deref() != Some(user.as_str()) {
+                    Some(format!(
+                        "certificate authentication failed for user \"{user}\""
+                    ))
+                } else {
+                    None
+                };
+                match refusal {
+                    Some(message) => self.fail_client(
                         cref,
                         Severity::Fatal,
                         sqlstate::INVALID_AUTHORIZATION,
-                        &format!("role \"{user}\" does not exist"),
-                    );
-                } else {
-                    self.login_ok(cref);
+                        &message,
+                    ),
+                    None => self.login_ok(cref),
                 }
                 return;
             }
-            AuthType::Plain => {
+            HbaMethod::Reject => {
+                // auth_method turns reject lines into errors; nothing reaches here.
+                self.close_client(cref, "rejected");
+                return;
+            }
+            HbaMethod::Password => {
                 c.auth = AuthPhase::Cleartext;
                 protocol::auth_request(&mut self.scratch, auth_code::CLEARTEXT, &[]);
             }
-            AuthType::Md5 if auth.as_ref().is_none_or(|a| a.md5.is_some()) => {
+            // md5 lets users whose verifier is SCRAM in with SCRAM, as PostgreSQL does.
+            HbaMethod::Md5 if auth.as_ref().is_none_or(|a| a.md5.is_some()) => {
                 let mut salt = [0u8; 4];
                 fill_random(&mut salt);
                 c.auth = AuthPhase::Md5 { salt };
                 protocol::auth_request(&mut self.scratch, auth_code::MD5, &salt);
             }
-            AuthType::Md5 | AuthType::ScramSha256 => {
+            HbaMethod::Md5 | HbaMethod::ScramSha256 => {
                 let secret = auth
                     .and_then(|a| a.scram)
                     .unwrap_or_else(|| mock_secret().clone());
@@ -283,20 +313,52 @@ impl Worker {
                     plus,
                 };
             }
-            AuthType::Hba => {
-                self.fail_client(
-                    cref,
-                    Severity::Fatal,
-                    sqlstate::INVALID_AUTHORIZATION,
-                    "auth_type \"hba\" is not supported yet",
-                );
-                return;
-            }
         }
         c.outbuf.extend(&mut self.bufs, &self.scratch);
         self.flush_client(cref);
         // A client may have pipelined its password already.
         self.client_auth(cref);
+    }
+
+    /// How this client must authenticate: `auth_type`, or with "hba" the first matching
+    /// rule. Err is the refusal for a reject line or no matching line.
+    fn auth_method(
+        &mut self,
+        cref: ConnRef,
+        database: &str,
+        user: &str,
+    ) -> Result<HbaMethod, String> {
+        let rules = self.snap.hba.clone();
+        let Some(c) = client_at!(self, cref) else {
+            return Err("client gone".into());
+        };
+        Ok(match self.snap.config.pooler.auth_type {
+            AuthType::Trust => HbaMethod::Trust,
+            AuthType::Plain => HbaMethod::Password,
+            AuthType::Md5 => HbaMethod::Md5,
+            AuthType::ScramSha256 => HbaMethod::ScramSha256,
+            AuthType::Hba => {
+                let (peer, local) = match &c.stream {
+                    Stream::Tcp(s) => (
+                        s.peer_addr().ok().map(|a| a.ip()),
+                        s.local_addr().ok().map(|a| a.ip()),
+                    ),
+                    Stream::Unix(_) => (None, None),
+                };
+                let tls = c.tls.is_some();
+                let local: Vec<_> = local.into_iter().collect();
+                let rule = rules
+                    .as_ref()
+                    .and_then(|r| r.find(peer, tls, database, user, &local));
+                match rule.map(|r| r.method) {
+                    None => return Err(hba::no_entry_message(peer, tls, database, user)),
+                    Some(HbaMethod::Reject) => {
+                        return Err(hba::reject_message(peer, tls, database, user))
+                    }
+                    Some(m) => m,
+                }
+            }
+        })
     }
 
     /// client_tls_mode require and verify-*: TCP clients must use TLS (unix sockets are
