@@ -227,6 +227,17 @@ impl Daemon {
         self.shared
             .registry
             .reconfigure(|key| spec_under(&snap, key));
+        let (a, b) = (&old.config.tls, &snap.config.tls);
+        let server_tls_changed = a.server_tls_mode != b.server_tls_mode
+            || a.server_tls_ca_file != b.server_tls_ca_file
+            || a.server_tls_cert_file != b.server_tls_cert_file
+            || a.server_tls_key_file != b.server_tls_key_file;
+        if server_tls_changed {
+            log::info!(
+                "reload: server TLS settings changed; servers reconnect as they are released"
+            );
+            self.shared.registry.retire_all_servers();
+        }
         self.shared.broadcast(|| WorkerMsg::Reload(snap.clone()));
         log::info!("configuration reloaded from {}", self.path.display());
         self.janitor();

@@ -12,7 +12,7 @@ use crate::auth::md5::{is_md5_hash, md5_password_hash};
 use crate::auth::random::fill_random;
 use crate::auth::scram::ScramSecret;
 use crate::config::Config;
-use crate::config::{AuthType, ClientTlsMode};
+use crate::config::{AuthType, ClientTlsMode, ServerTlsMode};
 use crate::net::tls::{self, ServerTls};
 use crate::net::ServerAddr;
 use crate::pool::{PoolKey, PoolSpec, ServerCredential, ServerTarget};
@@ -33,6 +33,8 @@ pub struct Snapshot {
     /// Client-facing TLS, loaded from the files at build time (so a reload picks up new
     /// certificates); None when client_tls_mode is disable.
     pub client_tls: Option<ServerTls>,
+    /// TLS towards PostgreSQL; None when server_tls_mode is disable.
+    pub server_tls: Option<Arc<rustls::ClientConfig>>,
     /// The hba rules when auth_type is "hba", read at build time like the certificates.
     pub hba: Option<Arc<HbaRules>>,
     pub users: HashMap<String, UserAuth>,
@@ -110,6 +112,7 @@ impl Snapshot {
             users.insert(name.clone(), auth);
         }
         let client_tls = client_tls_of(&config)?;
+        let server_tls = server_tls_of(&config)?;
         let hba = match config.pooler.auth_type {
             AuthType::Hba => Some(Arc::new(
                 HbaRules::load(&relative_to_config(&config, &config.pooler.hba_file))
@@ -119,6 +122,7 @@ impl Snapshot {
         };
         Ok(Snapshot {
             client_tls,
+            server_tls,
             hba,
             config: Arc::new(config),
             users,
@@ -159,6 +163,7 @@ impl Snapshot {
             PoolSpec {
                 target: ServerTarget {
                     addr,
+                    host: db.host.clone(),
                     dbname: db.dbname.clone(),
                     user: server_user,
                     credential,
@@ -200,4 +205,29 @@ pub fn relative_to_config(config: &Config, file: &str) -> PathBuf {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path,
     }
+}
+
+fn server_tls_of(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    let t = &config.tls;
+    let verify = match t.server_tls_mode {
+        ServerTlsMode::Disable => return Ok(None),
+        ServerTlsMode::Prefer | ServerTlsMode::Require => tls::ServerVerify::None,
+        ServerTlsMode::VerifyCa => tls::ServerVerify::Ca,
+        ServerTlsMode::VerifyFull => tls::ServerVerify::Full,
+    };
+    let ca = (!t.server_tls_ca_file.is_empty())
+        .then(|| relative_to_config(config, &t.server_tls_ca_file));
+    let cert = (!t.server_tls_cert_file.is_empty()).then(|| {
+        (
+            relative_to_config(config, &t.server_tls_cert_file),
+            relative_to_config(config, &t.server_tls_key_file),
+        )
+    });
+    tls::client_config(
+        ca.as_deref(),
+        verify,
+        cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .map(Some)
+    .map_err(|e| format!("[tls] server TLS: {e}"))
 }

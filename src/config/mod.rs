@@ -165,6 +165,8 @@ pub struct TlsConfig {
     pub client_tls_ca_file: String,
     pub server_tls_mode: ServerTlsMode,
     pub server_tls_ca_file: String,
+    pub server_tls_cert_file: String,
+    pub server_tls_key_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -425,6 +427,8 @@ impl Config {
             (Section::Tls, "client_tls_ca_file") => text(&tls.client_tls_ca_file),
             (Section::Tls, "server_tls_mode") => text(tls.server_tls_mode.as_str()),
             (Section::Tls, "server_tls_ca_file") => text(&tls.server_tls_ca_file),
+            (Section::Tls, "server_tls_cert_file") => text(&tls.server_tls_cert_file),
+            (Section::Tls, "server_tls_key_file") => text(&tls.server_tls_key_file),
             (Section::Metrics, "listen") => text(&self.metrics.listen),
             _ => None,
         }

@@ -490,6 +490,12 @@ impl Reader<'_> {
                 ),
             );
         }
+        if tls.server_tls_cert_file.is_empty() != tls.server_tls_key_file.is_empty() {
+            self.report(
+                &["tls", "server_tls_cert_file"],
+                "server_tls_cert_file and server_tls_key_file go together".to_string(),
+            );
+        }
     }
 }
 
@@ -534,6 +540,8 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         client_tls_ca_file: t.required("client_tls_ca_file")?,
         server_tls_mode: t.required("server_tls_mode")?,
         server_tls_ca_file: t.required("server_tls_ca_file")?,
+        server_tls_cert_file: t.required("server_tls_cert_file")?,
+        server_tls_key_file: t.required("server_tls_key_file")?,
     };
     let metrics = MetricsConfig {
         listen: sections.metrics.required("listen")?,

@@ -241,6 +241,10 @@ pub static SETTINGS: &[Setting] = &[
         "TLS towards PostgreSQL"),
     setting(Tls, "server_tls_ca_file", Kind::Str, "\"\"", true,
         "PEM CA certificates that PostgreSQL's certificate is verified against"),
+    setting(Tls, "server_tls_cert_file", Kind::Str, "\"\"", true,
+        "PEM client certificate the pooler presents to PostgreSQL (for its cert auth)"),
+    setting(Tls, "server_tls_key_file", Kind::Str, "\"\"", true,
+        "PEM private key of server_tls_cert_file"),
     // [metrics]
     // Not reloadable although the brief's rule would make it so: like listen_addr
     // it is a socket bound at start-up.

@@ -53,6 +53,8 @@ pub struct Waiter {
 pub struct ServerConn {
     pub id: u64,
     pub stream: Stream,
+    /// TLS towards PostgreSQL; travels with the connection between workers.
+    pub tls: Option<Box<crate::net::tls::TlsStream<rustls::ClientConnection>>>,
     pub backend_pid: u32,
     pub backend_key: u32,
     /// Session settings as the server has them now.
@@ -76,7 +78,17 @@ impl ServerConn {
         use std::io::Write;
         let mut bye = Vec::with_capacity(5);
         crate::protocol::terminate(&mut bye);
-        let _ = self.stream.write(&bye);
+        let _ = self.io().write(&bye);
+        if let Some(t) = self.tls.as_deref_mut() {
+            let _ = t.close(&mut self.stream);
+        }
+    }
+
+    pub fn io(&mut self) -> crate::net::Io<'_, rustls::ClientConnection> {
+        crate::net::Io {
+            sock: &mut self.stream,
+            tls: self.tls.as_deref_mut(),
+        }
     }
 }
 
@@ -84,6 +96,8 @@ impl ServerConn {
 #[derive(Clone)]
 pub struct ServerTarget {
     pub addr: ServerAddr,
+    /// The configured host name, for TLS verify-full and SNI.
+    pub host: String,
     pub dbname: String,
     pub user: String,
     pub credential: ServerCredential,
@@ -434,6 +448,18 @@ impl Registry {
             }
         }
         pools.retain(|k, _| !gone.contains(k));
+    }
+}
+
+impl Registry {
+    /// Every server connects anew from now on: open ones close at their next release
+    /// (a reload changed how servers connect for all pools, e.g. server TLS settings).
+    pub fn retire_all_servers(&self) {
+        for pool in self.all() {
+            let mut st = pool.lock();
+            st.generation += 1;
+            st.scram_keys = None;
+        }
     }
 }
 

@@ -244,6 +244,9 @@ pub struct Client {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
     Connecting,
+    /// Sent SSLRequest, waiting for PostgreSQL's one-byte answer.
+    SslRequest,
+    TlsHandshake,
     Login,
     Linked,
     /// Running server_reset_query after its session-mode client left.
@@ -910,7 +913,14 @@ impl Worker {
             let Some(s) = server_at!(self, sref) else {
                 return;
             };
-            match s.inbuf.read_from(&mut self.bufs, &mut s.conn.stream) {
+            if s.state == ServerState::TlsHandshake {
+                if !self.server_handshake(sref) {
+                    return;
+                }
+                continue;
+            }
+            let mut io = s.conn.io();
+            match s.inbuf.read_from(&mut self.bufs, &mut io) {
                 Ok(ReadOutcome::Data) => self.process_server(sref),
                 Ok(ReadOutcome::WouldBlock) => {
                     s.readable = false;
@@ -940,10 +950,17 @@ impl Worker {
         let Some(s) = server_at!(self, sref) else {
             return;
         };
-        if s.outbuf.is_empty() || !s.writable {
+        let tls_pending = s.conn.tls.as_ref().is_some_and(|t| t.wants_write());
+        if (s.outbuf.is_empty() && !tls_pending) || !s.writable {
             return;
         }
-        match s.outbuf.write_to(&mut s.conn.stream) {
+        let mut io = s.conn.io();
+        let written = s.outbuf.write_to(&mut io).and_then(|all| match io.flush() {
+            Ok(()) => Ok(all),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        });
+        match written {
             Ok(all) => {
                 if !all {
                     s.writable = false;
@@ -967,10 +984,10 @@ impl Worker {
         let Some(s) = server_at!(self, sref) else {
             return;
         };
-        if s.state == ServerState::Connecting {
-            self.server_connected(sref);
-        } else {
-            self.flush_server(sref);
+        match s.state {
+            ServerState::Connecting => self.server_connected(sref),
+            ServerState::TlsHandshake => s.readable = true,
+            _ => self.flush_server(sref),
         }
     }
 
@@ -979,7 +996,8 @@ impl Worker {
             return;
         };
         match s.state {
-            ServerState::Connecting => {}
+            ServerState::Connecting | ServerState::TlsHandshake => {}
+            ServerState::SslRequest => self.server_ssl_answer(sref),
             ServerState::Login => self.server_login_input(sref),
             ServerState::Linked | ServerState::Resetting => self.relay_server(sref),
         }
@@ -1303,7 +1321,7 @@ impl Worker {
             }
         }
         log::debug!("closing server: {reason}");
-        let connecting = matches!(state, ServerState::Connecting | ServerState::Login);
+        let connecting = !matches!(state, ServerState::Linked | ServerState::Resetting);
         if connecting {
             let waiters = pool.connect_failed();
             self.fail_waiters(waiters, reason, None);
@@ -1339,7 +1357,7 @@ impl Worker {
         };
         let client = s.client;
         let state = s.state;
-        if state == ServerState::Login || state == ServerState::Connecting {
+        if !matches!(state, ServerState::Linked | ServerState::Resetting) {
             self.server_login_failed(sref, reason, None);
             return;
         }
@@ -1436,6 +1454,10 @@ impl Worker {
         }
         let mut c = self.clients.remove(cref.index);
         let _ = self.poll.registry().deregister(&mut c.stream);
+        if let Some(t) = c.tls.as_deref_mut() {
+            // close_notify, so libpq reads a clean end instead of "SSL SYSCALL error".
+            let _ = t.close(&mut c.stream);
+        }
         c.inbuf.release_if_empty(&mut self.bufs);
         c.outbuf.release_if_empty(&mut self.bufs);
         if c.counted {

@@ -10,6 +10,8 @@ use mio::{Interest, Token};
 use super::{token, Server, ServerState, Worker, KIND_SERVER};
 use crate::auth::md5::{md5_password_hash, md5_salted_response};
 use crate::auth::scram::{ScramClient, ScramCredential};
+use crate::config::ServerTlsMode;
+use crate::net::tls::{HandshakeProgress, TlsStream};
 use crate::net::{self, ServerAddr};
 use crate::params::{self, ParamSet};
 use crate::pool::{ConnRef, Pool, ScramKeys, ServerConn, ServerCredential};
@@ -92,6 +94,7 @@ impl Worker {
                 .next_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             stream,
+            tls: None,
             backend_pid: 0,
             backend_key: 0,
             params: ParamSet::default(),
@@ -141,6 +144,26 @@ impl Worker {
         if !s.conn.stream.is_connected() {
             return;
         }
+        let wants_tls = self.snap.server_tls.is_some()
+            && matches!(s.pool.lock().target.addr, ServerAddr::Tcp(_));
+        if wants_tls {
+            self.scratch.clear();
+            protocol::begin(&mut self.scratch, 0)
+                .i32(protocol::SSL_REQUEST_CODE as i32)
+                .finish();
+            s.outbuf.extend(&mut self.bufs, &self.scratch);
+            s.state = ServerState::SslRequest;
+            self.flush_server(sref);
+            self.drive_server(sref);
+        } else {
+            self.send_startup(sref);
+        }
+    }
+
+    fn send_startup(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
         let (user, dbname) = {
             let st = s.pool.lock();
             (st.target.user.clone(), st.target.dbname.clone())
@@ -151,6 +174,77 @@ impl Worker {
         s.state = ServerState::Login;
         self.flush_server(sref);
         self.drive_server(sref);
+    }
+
+    /// PostgreSQL's one-byte answer to SSLRequest: 'S' starts the handshake, 'N' means
+    /// no TLS, which only server_tls_mode = prefer accepts.
+    pub(super) fn server_ssl_answer(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        let Some(&answer) = s.inbuf.pending().first() else {
+            return;
+        };
+        s.inbuf.consume(1);
+        let mode = self.snap.config.tls.server_tls_mode;
+        let config = self.snap.server_tls.clone();
+        match (answer, config) {
+            (b'S', Some(config)) => {
+                let host = s.pool.lock().target.host.clone();
+                match TlsStream::connect(config, &host) {
+                    Ok(t) => {
+                        s.conn.tls = Some(Box::new(t));
+                        s.state = ServerState::TlsHandshake;
+                        s.readable = true;
+                        self.drive_server(sref);
+                    }
+                    Err(e) => self.server_login_failed(sref, &format!("TLS setup: {e}"), None),
+                }
+            }
+            (b'N', _) if mode == ServerTlsMode::Prefer => self.send_startup(sref),
+            (b'N', _) => self.server_login_failed(
+                sref,
+                &format!("server does not support TLS, and server_tls_mode is {mode}"),
+                None,
+            ),
+            (other, _) => self.server_login_failed(
+                sref,
+                &format!(
+                    "unexpected answer {:?} to SSLRequest",
+                    char::from(other).escape_default().to_string()
+                ),
+                None,
+            ),
+        }
+    }
+
+    /// Moves the TLS handshake with PostgreSQL on; returns whether to go on reading.
+    pub(super) fn server_handshake(&mut self, sref: ConnRef) -> bool {
+        let Some(s) = server_at!(self, sref) else {
+            return false;
+        };
+        let Some(t) = s.conn.tls.as_deref_mut() else {
+            return false;
+        };
+        match t.handshake_step(&mut s.conn.stream) {
+            Ok(HandshakeProgress::Done) => {
+                s.readable = true;
+                self.send_startup(sref);
+                false
+            }
+            Ok(HandshakeProgress::InProgress) => {
+                s.readable = false;
+                false
+            }
+            Err(e) => {
+                self.server_login_failed(
+                    sref,
+                    &format!("TLS handshake with server failed: {e}"),
+                    None,
+                );
+                false
+            }
+        }
     }
 
     /// Connect or login failed: tell waiters (with PostgreSQL's own error when there is
