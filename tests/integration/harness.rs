@@ -32,6 +32,11 @@ pub const MD5_PW: &str = "md5_pw";
 pub const PLAIN_USER: &str = "plain_user";
 pub const PLAIN_PW: &str = "plain_pw";
 pub const TRUST_USER: &str = "trust_user";
+/// Logs in to PostgreSQL over TLS only (hostssl md5, host reject).
+pub const TLS_ONLY_USER: &str = "tls_only";
+pub const TLS_ONLY_PW: &str = "tls_only";
+/// Logs in to PostgreSQL over TLS with a client certificate only (hostssl cert).
+pub const TLS_CERT_USER: &str = "tls_cert";
 
 /// The workhorse login of tests that are not about authentication: a plain
 /// password in the pooler's config, SCRAM on both sides of the pooler.
@@ -44,6 +49,7 @@ pub fn password_of(user: &str) -> Option<&'static str> {
         MD5_USER => Some(MD5_PW),
         PLAIN_USER => Some(PLAIN_PW),
         TRUST_USER => None,
+        TLS_ONLY_USER => Some(TLS_ONLY_PW),
         _ => None,
     }
 }
@@ -284,6 +290,11 @@ fn start_cluster() -> Result<PgCluster, String> {
     }
     // SAFETY: registering a plain extern "C" fn.
     unsafe { libc::atexit(stop_cluster_at_exit) };
+    // After the root was cleaned, before PostgreSQL needs its certificate.
+    let certs = match CERTS.get_or_init(|| make_certs(&root.join("certs"))) {
+        Ok(c) => c,
+        Err(e) => return Err(format!("test certificates: {e}")),
+    };
 
     run_as_postgres(
         &[
@@ -308,15 +319,36 @@ fn start_cluster() -> Result<PgCluster, String> {
         "\n# integration tests\nport = {port}\nlisten_addresses = '127.0.0.1'\n\
          unix_socket_directories = '{}'\nmax_connections = 200\nfsync = off\n\
          synchronous_commit = off\nfull_page_writes = off\nshared_buffers = '64MB'\n\
-         log_connections = off\nlog_min_messages = warning\n",
+         log_connections = off\nlog_min_messages = warning\n\
+         ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+         ssl_ca_file = 'root.crt'\n",
         socket_dir.display()
     );
+    // The server certificate of the test CA, owned by postgres, key 0600.
+    for (from, to, mode) in [
+        (&certs.server.crt, "server.crt", 0o644),
+        (&certs.server.key, "server.key", 0o600),
+        (&certs.ca, "root.crt", 0o644),
+    ] {
+        let dest = data.join(to);
+        fs::copy(from, &dest).map_err(|e| format!("copy {}: {e}", from.display()))?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
+        if let Some((uid, gid)) = ids {
+            chown(&dest, uid, gid)?;
+        }
+    }
     let mut f = fs::OpenOptions::new()
         .append(true)
         .open(data.join("postgresql.conf"))
         .map_err(|e| e.to_string())?;
     f.write_all(conf.as_bytes()).map_err(|e| e.to_string())?;
-    let hba = "local all postgres trust\n\
+    // tls_only and tls_cert reach PostgreSQL over TLS only: what the
+    // server_tls tests need a real server to enforce.
+    let hba = "hostssl all tls_only 127.0.0.1/32 md5\n\
+               host all tls_only 127.0.0.1/32 reject\n\
+               hostssl all tls_cert 127.0.0.1/32 cert\n\
+               host all tls_cert 127.0.0.1/32 reject\n\
+               local all postgres trust\n\
                host all trust_user 127.0.0.1/32 trust\n\
                host all trust_user ::1/128 trust\n\
                host all all 127.0.0.1/32 md5\n\
@@ -362,6 +394,8 @@ fn start_cluster() -> Result<PgCluster, String> {
         "SET password_encryption = 'scram-sha-256';
          CREATE ROLE scram_user LOGIN PASSWORD 'scram_pw';
          CREATE ROLE plain_user LOGIN PASSWORD 'plain_pw';
+         CREATE ROLE tls_only LOGIN PASSWORD 'tls_only';
+         CREATE ROLE tls_cert LOGIN;
          SET password_encryption = 'md5';
          CREATE ROLE md5_user LOGIN PASSWORD 'md5_pw';
          CREATE ROLE trust_user LOGIN;
@@ -408,6 +442,188 @@ fn start_cluster() -> Result<PgCluster, String> {
         md5_hash,
         timezone,
         ..c
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Test certificates
+// ---------------------------------------------------------------------------
+
+/// A PEM certificate and its PEM private key (mode 0600).
+#[derive(Clone, Debug)]
+pub struct CertPair {
+    pub crt: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Certificates made once per test process with the `openssl` CLI (EC P-256,
+/// X.509 v3 with the extensions webpki insists on).
+#[derive(Debug)]
+pub struct Certs {
+    pub dir: PathBuf,
+    /// The test CA: signs `server`, the client certificates, and serves as
+    /// the cluster's ssl_ca_file.
+    pub ca: PathBuf,
+    /// CN=localhost, SAN DNS:localhost, IP:127.0.0.1; signed by `ca`. The
+    /// cluster serves it too.
+    pub server: CertPair,
+    /// Client certificates signed by `ca`, CN = the role name.
+    pub scram_user: CertPair,
+    pub plain_user: CertPair,
+    pub tls_cert: CertPair,
+    /// A second, unrelated CA.
+    pub ca2: PathBuf,
+    /// Same names as `server`, signed by `ca2`.
+    pub server2: CertPair,
+    /// CN=plain_user, signed by `ca2`: the "wrong CA" client certificate.
+    pub plain_user_ca2: CertPair,
+}
+
+static CERTS: OnceLock<Result<Certs, String>> = OnceLock::new();
+
+/// The test certificates (made when the cluster starts).
+pub fn certs() -> &'static Certs {
+    cluster();
+    match CERTS.get() {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => panic!("test certificates: {e}"),
+        None => panic!("the cluster started without certificates"),
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("openssl {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl {:?} failed: {}\n{}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn make_certs(dir: &Path) -> Result<Certs, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let exts = [
+        (
+            "ca.ext",
+            "basicConstraints = critical, CA:TRUE\n\
+             keyUsage = critical, keyCertSign, cRLSign\n\
+             subjectKeyIdentifier = hash\n",
+        ),
+        (
+            "server.ext",
+            "basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = serverAuth\n\
+             subjectAltName = DNS:localhost, IP:127.0.0.1\n\
+             subjectKeyIdentifier = hash\n\
+             authorityKeyIdentifier = keyid\n",
+        ),
+        (
+            "client.ext",
+            "basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = clientAuth\n\
+             subjectKeyIdentifier = hash\n\
+             authorityKeyIdentifier = keyid\n",
+        ),
+    ];
+    for (name, body) in exts {
+        fs::write(dir.join(name), body).map_err(|e| e.to_string())?;
+    }
+    let mut serial = 1000u32;
+    let key = |name: &str| -> Result<PathBuf, String> {
+        let file = format!("{name}.key");
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &file,
+            ],
+        )?;
+        let path = dir.join(&file);
+        // libpq refuses a key others can read.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+    // Self-signed when `issuer` is None.
+    let mut cert = |name: &str,
+                    cn: &str,
+                    ext: &str,
+                    issuer: Option<(&str, &str)>|
+     -> Result<CertPair, String> {
+        serial += 1;
+        let key_path = key(name)?;
+        let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
+        let subj = format!("/CN={cn}");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                &subj,
+                "-out",
+                &csr,
+            ],
+        )?;
+        let serial_s = serial.to_string();
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-days",
+            "3650",
+            "-sha256",
+            "-set_serial",
+            &serial_s,
+            "-extfile",
+            ext,
+            "-out",
+            &crt,
+        ];
+        let own_key = format!("{name}.key");
+        match issuer {
+            Some((ca_crt, ca_key)) => args.extend(["-CA", ca_crt, "-CAkey", ca_key]),
+            None => args.extend(["-signkey", &own_key]),
+        }
+        openssl(dir, &args)?;
+        Ok(CertPair {
+            crt: dir.join(crt),
+            key: key_path,
+        })
+    };
+    let ca = cert("ca", "pooler test CA", "ca.ext", None)?;
+    let ca2 = cert("ca2", "pooler test CA 2", "ca.ext", None)?;
+    let by_ca = Some(("ca.crt", "ca.key"));
+    let by_ca2 = Some(("ca2.crt", "ca2.key"));
+    Ok(Certs {
+        dir: dir.to_path_buf(),
+        server: cert("server", "localhost", "server.ext", by_ca)?,
+        scram_user: cert("scram_user", SCRAM_USER, "client.ext", by_ca)?,
+        plain_user: cert("plain_user", PLAIN_USER, "client.ext", by_ca)?,
+        tls_cert: cert("tls_cert", TLS_CERT_USER, "client.ext", by_ca)?,
+        server2: cert("server2", "localhost", "server.ext", by_ca2)?,
+        plain_user_ca2: cert("plain_user_ca2", PLAIN_USER, "client.ext", by_ca2)?,
+        ca: ca.crt,
+        ca2: ca2.crt,
     })
 }
 

@@ -10,6 +10,7 @@ mod extended;
 mod limits;
 mod relay;
 mod signals;
+mod tls;
 
 use harness::*;
 
