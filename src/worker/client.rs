@@ -15,6 +15,7 @@ use crate::net::Stream;
 use crate::params;
 use crate::pool::{ConnRef, ServerCredential};
 use crate::protocol::{self, auth_code, sqlstate, Reader, Severity, StartupPacket};
+use crate::snapshot::UserAuth;
 
 /// A verifier for users that do not exist, so a wrong user name costs the same exchange
 /// as a wrong password and reveals nothing (PostgreSQL does the same).
@@ -248,9 +249,17 @@ impl Worker {
                 return;
             }
         };
+        self.begin_auth(cref, method, auth);
+    }
+
+    /// Starts the exchange `method` asks for, against the user's secrets (`None`: an
+    /// unknown user, who goes through the same exchange and fails at its end).
+    pub(super) fn begin_auth(&mut self, cref: ConnRef, method: HbaMethod, auth: Option<UserAuth>) {
         let Some(c) = client_at!(self, cref) else {
             return;
         };
+        let user = c.user.clone();
+        c.secrets = auth.clone().map(Box::new);
         c.state = ClientState::Auth;
         self.scratch.clear();
         match method {
@@ -450,7 +459,7 @@ impl Worker {
         let body = c.inbuf.pending()[5..len].to_vec();
         c.inbuf.consume(len);
         let phase = std::mem::replace(&mut c.auth, AuthPhase::None);
-        let auth = self.snap.users.get(&c.user).cloned();
+        let auth = c.secrets.as_deref().cloned();
         match phase {
             AuthPhase::None => {
                 self.fail_client(

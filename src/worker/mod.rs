@@ -236,6 +236,9 @@ pub struct Client {
     auth: AuthPhase,
     /// Client SCRAM login left its ClientKey for SCRAM passthrough to PostgreSQL.
     scram_keys: Option<([u8; 32], [u8; 32])>,
+    /// What the password is checked against, set when authentication starts (from
+    /// [users], or later from an auth_query lookup).
+    secrets: Option<Box<crate::snapshot::UserAuth>>,
     /// Draining: close at this time unless the client sends a request first.
     drain_at: Option<Instant>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
@@ -515,6 +518,7 @@ impl Worker {
                 scram_keys: None,
                 drain_at: None,
                 tls: None,
+                secrets: None,
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
