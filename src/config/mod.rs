@@ -191,9 +191,46 @@ pub struct DatabaseConfig {
     pub pool_size: Option<u32>,
     pub min_pool_size: Option<u32>,
     pub max_db_connections: Option<u32>,
-    /// `[databases.NAME.auth_query]`: its keys are checked against the settings
-    /// table, but it is kept raw for the auth_query module to read.
-    pub auth_query: Option<toml::Table>,
+    /// `[databases.NAME.auth_query]`: look up users that `[users]` does not
+    /// list (or lists without a password) in PostgreSQL.
+    pub auth_query: Option<AuthQueryConfig>,
+}
+
+/// `[databases.NAME.auth_query]`, validated: `user` is set, `query` has its
+/// `$1`, `server_user` and `server_password` come together.
+#[derive(Clone, PartialEq)]
+pub struct AuthQueryConfig {
+    /// Parameterized with the client's user name as `$1`, never interpolated.
+    pub query: String,
+    /// Who runs the query; never empty.
+    pub user: String,
+    /// Plain text: the executor's PostgreSQL client cannot log in with a hash.
+    pub password: String,
+    /// Already resolved: `""` in the file becomes the database's `dbname`.
+    pub dbname: String,
+    /// Executor connections, at least 1.
+    pub pool_size: u32,
+    /// `Some`: every auth_query user shares one pool logged in as this user.
+    /// `None` (also for `""` in the file): passthrough, one pool per user.
+    pub server_user: Option<String>,
+    /// Set exactly when `server_user` is; may be a SCRAM secret or md5 hash.
+    pub server_password: Option<String>,
+    /// Pool size of each per-user pool in passthrough mode, at least 1.
+    pub default_pool_size: u32,
+    /// Above zero.
+    pub cache_ttl: Duration,
+    /// `Duration::ZERO` = unknown users are not remembered.
+    pub cache_failure_ttl: Duration,
+    /// `Duration::ZERO` = no limit on refetches after a failed password check.
+    pub min_interval: Duration,
+}
+
+impl AuthQueryConfig {
+    /// The user whose pool a client authenticated by this auth_query joins:
+    /// `server_user` when set, else the client's own.
+    pub fn pool_user<'a>(&'a self, client_user: &'a str) -> &'a str {
+        self.server_user.as_deref().unwrap_or(client_user)
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -219,15 +256,6 @@ const REDACTED: &str = "<redacted>";
 /// Keeps passwords out of `{:?}`, which ends up in log lines.
 impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let auth_query = self.auth_query.as_ref().map(|table| {
-            let mut shown = table.clone();
-            for secret in ["password", "server_password"] {
-                if let Some(value) = shown.get_mut(secret) {
-                    *value = toml::Value::String(REDACTED.to_string());
-                }
-            }
-            shown
-        });
         f.debug_struct("DatabaseConfig")
             .field("name", &self.name)
             .field("host", &self.host)
@@ -239,7 +267,29 @@ impl fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("min_pool_size", &self.min_pool_size)
             .field("max_db_connections", &self.max_db_connections)
-            .field("auth_query", &auth_query)
+            .field("auth_query", &self.auth_query)
+            .finish()
+    }
+}
+
+/// Keeps passwords out of `{:?}`, which ends up in log lines.
+impl fmt::Debug for AuthQueryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthQueryConfig")
+            .field("query", &self.query)
+            .field("user", &self.user)
+            .field("password", &REDACTED)
+            .field("dbname", &self.dbname)
+            .field("pool_size", &self.pool_size)
+            .field("server_user", &self.server_user)
+            .field(
+                "server_password",
+                &self.server_password.as_ref().map(|_| REDACTED),
+            )
+            .field("default_pool_size", &self.default_pool_size)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_failure_ttl", &self.cache_failure_ttl)
+            .field("min_interval", &self.min_interval)
             .finish()
     }
 }
@@ -320,19 +370,92 @@ impl Config {
         parse::parse(text, path)
     }
 
-    /// Effective pool settings for (database, user): user overrides >
+    /// Settings of the pool that logs in to PostgreSQL as `user` for
+    /// `database`, whose clients are static users: user overrides >
     /// database overrides > `[pooler]` defaults. `None` when the database is
     /// unknown. `min_pool_size` is capped at the pool size, as a user may
     /// lower the pool size below what the database keeps warm.
+    ///
+    /// `user` names the pool, not the client: for a database with a forced
+    /// `user`, pass that user (or use [`Config::effective_pool`]).
     pub fn pool_settings(&self, database: &str, user: &str) -> Option<PoolSettings> {
         let database = self.databases.get(database)?;
-        let user = self.users.get(user);
+        let pool_size = database.pool_size.unwrap_or(self.pooler.default_pool_size);
+        Some(self.settings_of(database, self.users.get(user), pool_size))
+    }
+
+    /// The user the pool of a client logged in as `client_user` connects as:
+    /// the database's forced `user`, else (for a client authenticated through
+    /// the database's auth_query) its `server_user`, else the client's own
+    /// name. Load rejects a database with both a forced `user` and a
+    /// `server_user`, so the order between those two never matters. `None`
+    /// when the database is unknown.
+    pub fn pool_user<'a>(
+        &'a self,
+        database: &str,
+        client_user: &'a str,
+        via_auth_query: bool,
+    ) -> Option<&'a str> {
+        let database = self.databases.get(database)?;
+        let auth_query = database.auth_query.as_ref().filter(|_| via_auth_query);
+        Some(match (&database.user, auth_query) {
+            (Some(forced), _) => forced,
+            (None, Some(auth_query)) => auth_query.pool_user(client_user),
+            (None, None) => client_user,
+        })
+    }
+
+    /// Effective settings of the pool a client logged in as `client_user`
+    /// uses: the one place that combines `[pooler]` defaults, database
+    /// overrides, user overrides and auth_query. `via_auth_query` says the
+    /// client was authenticated by the database's auth_query rather than by
+    /// `[users]`; it is ignored when the database has no auth_query (e.g. it
+    /// was removed by a reload since), and the client is then treated as
+    /// static. `None` when the database is unknown.
+    ///
+    /// The pool's user is [`Config::pool_user`]. Then, in order:
+    ///
+    /// 1. A shared pool (the database's forced `user`, or auth_query's
+    ///    `server_user`): exactly [`Config::pool_settings`] for that user, so
+    ///    `[users.<that user>]` overrides apply to the whole shared pool and
+    ///    the client's own `[users]` entry, if any, does not.
+    /// 2. Passthrough (auth_query without `server_user`), one pool per
+    ///    client user: as `pool_settings`, except that the pool size falls
+    ///    back to auth_query's `default_pool_size` instead of the database's
+    ///    `pool_size` and `[pooler] default_pool_size`; a `[users.<client>]`
+    ///    entry (which may hold only overrides, no password) still wins.
+    /// 3. A static user: [`Config::pool_settings`] for the client's user.
+    pub fn effective_pool(
+        &self,
+        database: &str,
+        client_user: &str,
+        via_auth_query: bool,
+    ) -> Option<PoolSettings> {
+        let pool_user = self.pool_user(database, client_user, via_auth_query)?;
+        let db = self.databases.get(database)?;
+        match db.auth_query.as_ref() {
+            Some(auth_query)
+                if via_auth_query && db.user.is_none() && auth_query.server_user.is_none() =>
+            {
+                Some(self.settings_of(db, self.users.get(pool_user), auth_query.default_pool_size))
+            }
+            _ => self.pool_settings(database, pool_user),
+        }
+    }
+
+    /// `pool_size_default` is what the pool size is when `user` does not
+    /// override it; everything else inherits user > database > `[pooler]`.
+    fn settings_of(
+        &self,
+        database: &DatabaseConfig,
+        user: Option<&UserConfig>,
+        pool_size_default: u32,
+    ) -> PoolSettings {
         let defaults = &self.pooler;
         let pool_size = user
             .and_then(|user| user.pool_size)
-            .or(database.pool_size)
-            .unwrap_or(defaults.default_pool_size);
-        Some(PoolSettings {
+            .unwrap_or(pool_size_default);
+        PoolSettings {
             pool_mode: user
                 .and_then(|user| user.pool_mode)
                 .or(database.pool_mode)
@@ -348,7 +471,7 @@ impl Config {
             max_user_connections: user
                 .and_then(|user| user.max_user_connections)
                 .unwrap_or(defaults.max_user_connections),
-        })
+        }
     }
 
     /// Rows for `SHOW CONFIG`: every key of `[pooler]`, `[tls]` and

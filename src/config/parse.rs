@@ -11,8 +11,8 @@ use super::locate::KeyLines;
 use super::password::PasswordKind;
 use super::settings::{self, parse_value, type_name, Section, SettingValue};
 use super::{
-    AuthType, ClientTlsMode, Config, ConfigError, DatabaseConfig, MetricsConfig, PoolMode,
-    PoolerConfig, ServerTlsMode, TlsConfig, UserConfig,
+    AuthQueryConfig, AuthType, ClientTlsMode, Config, ConfigError, DatabaseConfig, MetricsConfig,
+    PoolMode, PoolerConfig, ServerTlsMode, TlsConfig, UserConfig,
 };
 
 /// The database name clients use for the admin console.
@@ -171,21 +171,14 @@ impl FromSetting for Vec<String> {
     }
 }
 
-impl FromSetting for toml::Table {
-    fn from_setting(value: SettingValue) -> Option<Self> {
-        match value {
-            SettingValue::Table(table) => Some(table),
-            _ => None,
-        }
-    }
-}
-
 /// What the file says, section by section, before it becomes a `Config`.
 struct Sections {
     pooler: Values,
     tls: Values,
     metrics: Values,
     databases: Vec<(String, Values)>,
+    /// `[databases.NAME.auth_query]` by database name.
+    auth_queries: BTreeMap<String, Values>,
     users: Vec<(String, Values)>,
 }
 
@@ -222,6 +215,7 @@ impl Reader<'_> {
             tls: Values::new(Section::Tls),
             metrics: Values::new(Section::Metrics),
             databases: Vec::new(),
+            auth_queries: BTreeMap::new(),
             users: Vec::new(),
         };
         for (name, value) in document {
@@ -231,6 +225,7 @@ impl Reader<'_> {
                 "metrics" => Some(Section::Metrics),
                 "databases" => {
                     sections.databases = self.read_named(Section::Database, name, value);
+                    sections.auth_queries = self.read_auth_queries(name, &sections.databases);
                     continue;
                 }
                 "users" => {
@@ -303,10 +298,6 @@ impl Reader<'_> {
             match entry {
                 toml::Value::Table(table) => {
                     let values = self.read_table(section, &path, table);
-                    if let Some(SettingValue::Table(auth_query)) = values.given.get("auth_query") {
-                        let auth_query_path = [group, name.as_str(), "auth_query"];
-                        self.read_table(Section::AuthQuery, &auth_query_path, auth_query);
-                    }
                     named.push((name.clone(), values));
                 }
                 other => self.report(
@@ -320,6 +311,24 @@ impl Reader<'_> {
             }
         }
         named
+    }
+
+    /// The `auth_query` sub-tables of `[databases.NAME]`, checked against
+    /// their own section's settings.
+    fn read_auth_queries(
+        &mut self,
+        group: &str,
+        databases: &[(String, Values)],
+    ) -> BTreeMap<String, Values> {
+        let mut auth_queries = BTreeMap::new();
+        for (name, values) in databases {
+            if let Some(SettingValue::Table(table)) = values.given.get("auth_query") {
+                let path = [group, name.as_str(), "auth_query"];
+                let auth_query = self.read_table(Section::AuthQuery, &path, table);
+                auth_queries.insert(name.clone(), auth_query);
+            }
+        }
+        auth_queries
     }
 
     fn read_table(&mut self, section: Section, path: &[&str], table: &toml::Table) -> Values {
@@ -344,6 +353,7 @@ impl Reader<'_> {
         self.check_listeners(&config.pooler);
         self.check_pool_sizes(config);
         self.check_auth(config);
+        self.check_auth_queries(config);
         self.check_tls(&config.tls);
     }
 
@@ -449,6 +459,67 @@ impl Reader<'_> {
         }
     }
 
+    fn check_auth_queries(&mut self, config: &Config) {
+        for database in config.databases.values() {
+            if let Some(auth_query) = &database.auth_query {
+                self.check_auth_query(database, auth_query);
+            }
+        }
+    }
+
+    fn check_auth_query(&mut self, database: &DatabaseConfig, auth_query: &AuthQueryConfig) {
+        let name = database.name.as_str();
+        let path = |key| ["databases", name, "auth_query", key];
+        if auth_query.user.is_empty() {
+            self.report(
+                &path("user"),
+                "required: the PostgreSQL user that runs the query",
+            );
+        }
+        if let Err(message) = check_query_parameters(&auth_query.query) {
+            self.report(&path("query"), message);
+        }
+        match PasswordKind::of(&auth_query.password) {
+            Err(message) => self.report(&path("password"), message),
+            Ok(kind @ (PasswordKind::ScramSha256 | PasswordKind::Md5)) => self.report(
+                &path("password"),
+                format!(
+                    "{} cannot log in the query's user; write the plain password",
+                    if kind == PasswordKind::Md5 {
+                        "an md5 hash"
+                    } else {
+                        "a SCRAM secret"
+                    }
+                ),
+            ),
+            Ok(_) => {}
+        }
+        match (&auth_query.server_user, &auth_query.server_password) {
+            (Some(_), None) => self.report(
+                &path("server_user"),
+                "server_user needs server_password; set both, or neither for one pool per user",
+            ),
+            (None, Some(_)) => self.report(
+                &path("server_password"),
+                "server_password is for server_user, which is not set",
+            ),
+            (Some(_), Some(password)) => {
+                if let Err(message) = PasswordKind::of(password) {
+                    self.report(&path("server_password"), message);
+                }
+            }
+            (None, None) => {}
+        }
+        if let (Some(forced), Some(_)) = (&database.user, &auth_query.server_user) {
+            self.report(
+                &path("server_user"),
+                format!(
+                    "databases.{name}.user = {forced:?} already makes every client share one pool; set only one of them"
+                ),
+            );
+        }
+    }
+
     fn check_tls(&mut self, tls: &TlsConfig) {
         let mode_path = ["tls", "client_tls_mode"];
         if tls.client_tls_mode != ClientTlsMode::Disable {
@@ -548,18 +619,24 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
     };
     let mut databases = BTreeMap::new();
     for (name, d) in &sections.databases {
+        let dbname: String = d.optional("dbname")?.unwrap_or_else(|| name.clone());
+        let auth_query = sections
+            .auth_queries
+            .get(name)
+            .map(|a| build_auth_query(a, &dbname))
+            .transpose()?;
         let database = DatabaseConfig {
             name: name.clone(),
             host: d.required("host")?,
             port: d.required("port")?,
-            dbname: d.optional("dbname")?.unwrap_or_else(|| name.clone()),
+            dbname,
             user: d.optional("user")?,
             password: d.optional("password")?,
             pool_mode: d.optional("pool_mode")?,
             pool_size: d.optional("pool_size")?,
             min_pool_size: d.optional("min_pool_size")?,
             max_db_connections: d.optional("max_db_connections")?,
-            auth_query: d.optional("auth_query")?,
+            auth_query,
         };
         databases.insert(name.clone(), database);
     }
@@ -582,6 +659,53 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         databases,
         users,
     })
+}
+
+fn build_auth_query(a: &Values, database_dbname: &str) -> Result<AuthQueryConfig, String> {
+    // "" is how the file says "unset" for these strings; see the settings table.
+    let set = |text: String| (!text.is_empty()).then_some(text);
+    Ok(AuthQueryConfig {
+        query: a.required("query")?,
+        // Missing is reported by check_auth_query, with its line.
+        user: a.optional("user")?.unwrap_or_default(),
+        password: a.required("password")?,
+        dbname: set(a.required("dbname")?).unwrap_or_else(|| database_dbname.to_string()),
+        pool_size: a.required("pool_size")?,
+        server_user: set(a.required("server_user")?),
+        server_password: set(a.required("server_password")?),
+        default_pool_size: a.required("default_pool_size")?,
+        cache_ttl: a.required("cache_ttl")?,
+        cache_failure_ttl: a.required("cache_failure_ttl")?,
+        min_interval: a.required("min_interval")?,
+    })
+}
+
+/// The executor binds exactly one parameter, the client's user name, so the
+/// query must use `$1` and no other `$N`; anything else would fail on every
+/// login instead of once, here.
+fn check_query_parameters(query: &str) -> Result<(), String> {
+    let mut uses_first = false;
+    for after_dollar in query.split('$').skip(1) {
+        // `$$` and `$tag$` quotes have no digits and are not parameters.
+        let number: String = after_dollar
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        match number.parse::<u64>() {
+            Err(_) if number.is_empty() => {}
+            Ok(1) => uses_first = true,
+            _ => {
+                return Err(format!(
+                    "uses ${number}, but the query gets one parameter: the user name as $1"
+                ))
+            }
+        }
+    }
+    if uses_first {
+        Ok(())
+    } else {
+        Err("does not use $1, the user name to look up; the user name is never pasted into the query".to_string())
+    }
 }
 
 /// `*`, an IP address, or a host name (resolved when the listener starts).

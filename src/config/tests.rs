@@ -107,8 +107,26 @@ fn design_example_parses() {
     assert_eq!(app.pool_mode, Some(PoolMode::Transaction));
     assert_eq!(app.pool_size, Some(20));
     assert_eq!(app.user, None);
-    let auth_query = app.auth_query.as_ref().map(|table| table.len());
-    assert_eq!(auth_query, Some(11));
+    let auth_query = app
+        .auth_query
+        .as_ref()
+        .unwrap_or_else(|| panic!("no auth_query"));
+    assert_eq!(
+        auth_query,
+        &AuthQueryConfig {
+            query: DEFAULT_AUTH_QUERY.to_string(),
+            user: "pooler_auth".to_string(),
+            password: "secret".to_string(),
+            dbname: "app".to_string(),
+            pool_size: 2,
+            server_user: None,
+            server_password: None,
+            default_pool_size: 5,
+            cache_ttl: Duration::from_secs(3600),
+            cache_failure_ttl: Duration::from_secs(30),
+            min_interval: Duration::from_secs(1),
+        }
+    );
     let alice = &config.users["alice"];
     assert_eq!(alice.password, SCRAM_SECRET);
     assert_eq!(alice.password_kind(), PasswordKind::ScramSha256);
@@ -576,7 +594,13 @@ fn passwords_must_suit_the_auth_type() {
     assert!(parse("[pooler]\nauth_type = \"trust\"\n[users.bob]\npool_size = 3\n").is_ok());
     assert!(parse("[pooler]\nauth_type = \"hba\"\nhba_file = \"h\"\n[users.bob]\n").is_ok());
     // With auth_query, a [users] entry may carry only overrides.
-    assert!(parse("[databases.app.auth_query]\n[users.bob]\npool_size = 3\n").is_ok());
+    let overrides_only = "[databases.app.auth_query]\nuser = \"a\"\n[users.bob]\npool_size = 3\n";
+    assert!(parse(overrides_only).is_ok());
+    assert!(parse(&format!("[pooler]\nauth_type = \"md5\"\n{overrides_only}")).is_ok());
+    assert!(parse(&format!(
+        "[pooler]\nauth_type = \"plain\"\n{overrides_only}"
+    ))
+    .is_ok());
     let md5 = "[users.bob]\npassword = \"md54a0a68b43b6cd5cf266fa02f196e2371\"\n";
     assert_error(
         md5,
@@ -773,15 +797,29 @@ fn load_reads_the_file() {
 #[test]
 fn debug_output_hides_passwords() {
     let config = parse(&format!(
-        "{}\n[databases.owned]\nuser = \"owner\"\npassword = \"db-secret-1\"\n[users.carol]\npassword = \"user-secret-2\"\n",
+        "{}\n[databases.owned]\nuser = \"owner\"\npassword = \"db-secret-1\"\n[users.carol]\npassword = \"user-secret-2\"\n[databases.shared.auth_query]\nuser = \"looker\"\npassword = \"aq-secret-3\"\nserver_user = \"app_owner\"\nserver_password = \"aq-secret-4\"\n",
         design_example()
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     let shown = format!("{config:?}");
-    for secret in ["db-secret-1", "user-secret-2", "\"secret\"", SCRAM_SECRET] {
+    for secret in [
+        "db-secret-1",
+        "user-secret-2",
+        "\"secret\"",
+        SCRAM_SECRET,
+        "aq-secret-3",
+        "aq-secret-4",
+    ] {
         assert!(!shown.contains(secret), "{secret} leaked");
     }
-    assert!(shown.contains("pooler_auth"));
+    assert!(shown.contains("pooler_auth") && shown.contains("app_owner"));
+    let shared = config.databases["shared"].auth_query.as_ref();
+    let shown = format!("{shared:?}");
+    assert!(
+        shown.contains("server_password: Some(\"<redacted>\")"),
+        "{shown}"
+    );
+    assert!(!shown.contains("aq-secret"), "{shown}");
 }
 
 #[test]
@@ -849,4 +887,354 @@ fn no_input_makes_it_panic() {
             let _ = parse(&mutated.join("\n"));
         }
     }
+}
+
+const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin";
+
+fn auth_query_of(config: &Config, database: &str) -> AuthQueryConfig {
+    match config
+        .databases
+        .get(database)
+        .and_then(|d| d.auth_query.clone())
+    {
+        Some(auth_query) => auth_query,
+        None => panic!("no auth_query in {database}"),
+    }
+}
+
+#[test]
+fn auth_query_defaults_come_from_the_settings_table() {
+    let config = parse("[databases.app]\ndbname = \"app_db\"\n[databases.app.auth_query]\nuser = \"pooler_auth\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth_query = auth_query_of(&config, "app");
+    assert_eq!(auth_query.query, DEFAULT_AUTH_QUERY);
+    assert_eq!(auth_query.user, "pooler_auth");
+    assert_eq!(auth_query.password, "");
+    // "" resolves to the database's dbname, not to its section name.
+    assert_eq!(auth_query.dbname, "app_db");
+    assert_eq!(auth_query.pool_size, 2);
+    assert_eq!(auth_query.server_user, None);
+    assert_eq!(auth_query.server_password, None);
+    assert_eq!(auth_query.default_pool_size, 5);
+    assert_eq!(auth_query.cache_ttl, Duration::from_secs(3600));
+    assert_eq!(auth_query.cache_failure_ttl, Duration::from_secs(30));
+    assert_eq!(auth_query.min_interval, Duration::from_secs(1));
+    let query = settings::find(Section::AuthQuery, "query")
+        .and_then(|setting| setting.default_value().ok().flatten());
+    assert_eq!(
+        query,
+        Some(SettingValue::Str(DEFAULT_AUTH_QUERY.to_string()))
+    );
+    assert_eq!(config.databases["app"].dbname, "app_db");
+}
+
+#[test]
+fn auth_query_values_take_their_types() {
+    let config = parse(concat!(
+        "[databases]\n",
+        "app = { dbname = \"app_db\", auth_query = { user = \"u\", dbname = \"auth_db\", pool_size = 4,",
+        " server_user = \"owner\", server_password = \"md54a0a68b43b6cd5cf266fa02f196e2371\",",
+        " default_pool_size = 9, cache_ttl = 90, cache_failure_ttl = 0, min_interval = \"250ms\",",
+        " query = \"SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1\" } }\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let auth_query = auth_query_of(&config, "app");
+    assert_eq!(auth_query.dbname, "auth_db");
+    assert_eq!(auth_query.pool_size, 4);
+    assert_eq!(auth_query.server_user.as_deref(), Some("owner"));
+    assert_eq!(
+        auth_query.server_password.as_deref(),
+        Some("md54a0a68b43b6cd5cf266fa02f196e2371")
+    );
+    assert_eq!(auth_query.default_pool_size, 9);
+    assert_eq!(auth_query.cache_ttl, Duration::from_secs(90));
+    assert_eq!(auth_query.cache_failure_ttl, Duration::ZERO);
+    assert_eq!(auth_query.min_interval, Duration::from_millis(250));
+    assert_eq!(auth_query.pool_user("bob"), "owner");
+    // Empty strings mean unset, so this is passthrough.
+    let config = parse("[databases.app.auth_query]\nuser = \"u\"\nserver_user = \"\"\nserver_password = \"\"\nmin_interval = 0\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth_query = auth_query_of(&config, "app");
+    assert_eq!(
+        (auth_query.server_user, auth_query.server_password),
+        (None, None)
+    );
+    assert_eq!(auth_query.min_interval, Duration::ZERO);
+    assert_eq!(auth_query_of(&config, "app").pool_user("bob"), "bob");
+}
+
+#[test]
+fn auth_query_errors_name_their_line_and_key() {
+    let head = "[pooler]\nlisten_port = 6432\n\n[databases.app]\nhost = \"h\"\n\n[databases.app.auth_query]\n";
+    // Lines 1..=7 are `head`; the first key below it is on line 8.
+    let with = |body: &str| format!("{head}user = \"pooler_auth\"\n{body}");
+    let key = |name: &str| format!("databases.app.auth_query.{name}");
+    assert_error(
+        &with("pool_size = 0\n"),
+        9,
+        &key("pool_size"),
+        "out of range",
+    );
+    assert_error(
+        &with("pool_size = 101\n"),
+        9,
+        &key("pool_size"),
+        "out of range",
+    );
+    assert_error(
+        &with("default_pool_size = 0\n"),
+        9,
+        &key("default_pool_size"),
+        "out of range",
+    );
+    assert_error(
+        &with("cache_ttl = 0\n"),
+        9,
+        &key("cache_ttl"),
+        "more than 0",
+    );
+    assert_error(
+        &with("cache_ttl = \"0ms\"\n"),
+        9,
+        &key("cache_ttl"),
+        "more than 0",
+    );
+    assert_error(
+        &with("cache_ttl = \"721h\"\n"),
+        9,
+        &key("cache_ttl"),
+        "30 days",
+    );
+    assert_error(
+        &with("\ncache_failure_ttl = -1\n"),
+        10,
+        &key("cache_failure_ttl"),
+        "negative",
+    );
+    assert_error(
+        &with("min_interval = \"1 second\"\n"),
+        9,
+        &key("min_interval"),
+        "1 second",
+    );
+    assert_error(
+        &with("min_interval = 2592001\n"),
+        9,
+        &key("min_interval"),
+        "30 days",
+    );
+    assert_error(
+        &with("query = \"SELECT rolname, rolpassword FROM pg_catalog.pg_authid WHERE rolname = 'x'\"\n"),
+        9,
+        &key("query"),
+        "does not use $1",
+    );
+    assert_error(
+        &with("query = \"SELECT $1, rolpassword FROM pg_catalog.pg_authid WHERE rolname = $2\"\n"),
+        9,
+        &key("query"),
+        "uses $2",
+    );
+    assert_error(
+        &with("query = \"SELECT a, b FROM t WHERE c = $10\"\n"),
+        9,
+        &key("query"),
+        "uses $10",
+    );
+    assert!(parse(&with(
+        "query = \"SELECT a, b FROM t WHERE c = $1 AND d = $$x$$\"\n"
+    ))
+    .is_ok());
+    // Missing: the error points at the table that lacks it.
+    assert_error(head, 7, &key("user"), "required");
+    assert_error(
+        &format!("{head}password = \"p\"\n"),
+        7,
+        &key("user"),
+        "required",
+    );
+    assert_error(
+        &format!("{head}\nuser = \"\"\n"),
+        9,
+        &key("user"),
+        "required",
+    );
+    assert_error(
+        &with("server_user = \"owner\"\n"),
+        9,
+        &key("server_user"),
+        "needs server_password",
+    );
+    assert_error(
+        &with("server_user = \"owner\"\nserver_password = \"\"\n"),
+        9,
+        &key("server_user"),
+        "needs server_password",
+    );
+    assert_error(
+        &with("server_user = \"\"\nserver_password = \"pw\"\n"),
+        10,
+        &key("server_password"),
+        "server_user, which is not set",
+    );
+    assert_error(
+        &with("server_user = \"owner\"\nserver_password = \"SCRAM-SHA-256$x\"\n"),
+        10,
+        &key("server_password"),
+        "malformed SCRAM secret",
+    );
+    assert!(parse(&with(&format!(
+        "server_user = \"owner\"\nserver_password = \"{SCRAM_SECRET}\"\n"
+    )))
+    .is_ok());
+    assert_error(
+        &with("password = \"md54a0a68b43b6cd5cf266fa02f196e2371\"\n"),
+        9,
+        &key("password"),
+        "plain password",
+    );
+    assert_error(
+        &with(&format!("password = \"{SCRAM_SECRET}\"\n")),
+        9,
+        &key("password"),
+        "plain password",
+    );
+    assert_error(
+        "[databases.app]\nuser = \"forced\"\n[databases.app.auth_query]\nuser = \"a\"\nserver_user = \"owner\"\nserver_password = \"pw\"\n",
+        5,
+        "databases.app.auth_query.server_user",
+        "set only one of them",
+    );
+    assert_error(
+        "[databases]\n\napp = { auth_query = { user = \"a\", pool_size = 0 } }\n",
+        3,
+        "databases.app.auth_query.pool_size",
+        "out of range",
+    );
+    assert_error(
+        "[databases]\n\napp = { auth_query = { pool_size = 1 } }\n",
+        3,
+        "databases.app.auth_query.user",
+        "required",
+    );
+    assert_error(
+        "[databases.app]\nauth_query = \"yes\"\n",
+        2,
+        "databases.app.auth_query",
+        "expected a table",
+    );
+    let error = parse_err(&with("pool_size = 0\n"));
+    assert_eq!(
+        error.to_string(),
+        "/etc/pooler/pooler.conf:9: databases.app.auth_query.pool_size: 0 is out of range: expected an integer from 1 to 100"
+    );
+}
+
+#[test]
+fn effective_pools_of_passthrough_and_server_user_modes() {
+    let config = parse(concat!(
+        "[pooler]\ndefault_pool_size = 20\nmin_pool_size = 2\nmax_user_connections = 50\n",
+        "[databases.pass]\npool_size = 8\npool_mode = \"session\"\n",
+        "[databases.pass.auth_query]\nuser = \"a\"\ndefault_pool_size = 3\n",
+        "[databases.shared]\npool_size = 12\n",
+        "[databases.shared.auth_query]\nuser = \"a\"\nserver_user = \"owner\"\nserver_password = \"pw\"\n",
+        "[databases.forced]\nuser = \"forced\"\n",
+        "[databases.forced.auth_query]\nuser = \"a\"\n",
+        "[databases.static]\n",
+        "[users.owner]\npool_size = 30\nmax_user_connections = 7\n",
+        "[users.tuned]\npool_size = 4\npool_mode = \"transaction\"\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let effective = |database, user, via| config.effective_pool(database, user, via);
+    let pool_user = |database, user, via| config.pool_user(database, user, via);
+
+    // Passthrough: one pool per client user, sized by auth_query's default.
+    assert_eq!(pool_user("pass", "bob", true), Some("bob"));
+    assert_eq!(
+        effective("pass", "bob", true),
+        Some(PoolSettings {
+            pool_mode: PoolMode::Session,
+            pool_size: 3,
+            min_pool_size: 2,
+            max_db_connections: 0,
+            max_user_connections: 50,
+        })
+    );
+    // An overrides-only [users] entry still wins in passthrough.
+    let tuned = effective("pass", "tuned", true);
+    assert_eq!(
+        tuned.map(|s| (s.pool_mode, s.pool_size)),
+        Some((PoolMode::Transaction, 4))
+    );
+    // The same client as a static user gets the database's pool size.
+    assert_eq!(
+        effective("pass", "bob", false).map(|s| s.pool_size),
+        Some(8)
+    );
+    assert_eq!(
+        effective("pass", "bob", false),
+        config.pool_settings("pass", "bob")
+    );
+
+    // server_user: every auth_query client shares owner's pool, whose own
+    // [users.owner] overrides apply; the client's entry does not.
+    assert_eq!(pool_user("shared", "bob", true), Some("owner"));
+    assert_eq!(pool_user("shared", "bob", false), Some("bob"));
+    let owner_pool = PoolSettings {
+        pool_mode: PoolMode::Transaction,
+        pool_size: 30,
+        min_pool_size: 2,
+        max_db_connections: 0,
+        max_user_connections: 7,
+    };
+    assert_eq!(effective("shared", "bob", true), Some(owner_pool));
+    assert_eq!(effective("shared", "tuned", true), Some(owner_pool));
+    assert_eq!(config.pool_settings("shared", "owner"), Some(owner_pool));
+    // Without [users.owner], the shared pool takes the database's size.
+    let plain_owner = parse(concat!(
+        "[databases.shared]\npool_size = 12\n",
+        "[databases.shared.auth_query]\nuser = \"a\"\nserver_user = \"owner\"\nserver_password = \"pw\"\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shared = plain_owner.effective_pool("shared", "bob", true);
+    assert_eq!(shared.map(|s| s.pool_size), Some(12));
+    let no_db_size = parse("[databases.shared.auth_query]\nuser = \"a\"\nserver_user = \"o\"\nserver_password = \"pw\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shared = no_db_size.effective_pool("shared", "bob", true);
+    assert_eq!(shared.map(|s| s.pool_size), Some(20));
+
+    // A forced database user makes one shared pool whatever the login path.
+    assert_eq!(pool_user("forced", "bob", true), Some("forced"));
+    assert_eq!(
+        effective("forced", "bob", true).map(|s| s.pool_size),
+        Some(20)
+    );
+
+    // No auth_query (or a reload removed it): the client counts as static.
+    assert_eq!(
+        effective("static", "bob", true),
+        config.pool_settings("static", "bob")
+    );
+    assert_eq!(pool_user("static", "bob", true), Some("bob"));
+    assert_eq!(effective("missing", "bob", true), None);
+    assert_eq!(pool_user("missing", "bob", true), None);
+}
+
+#[test]
+fn auth_query_changes_reload_without_restart() {
+    let old = parse("[databases.app.auth_query]\nuser = \"a\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let new = parse(
+        "[databases.app.auth_query]\nuser = \"b\"\ncache_ttl = \"5m\"\ndefault_pool_size = 7\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(old.databases["app"], new.databases["app"]);
+    assert!(old.restart_needed_for(&new).is_empty());
+    assert!(SETTINGS
+        .iter()
+        .filter(|setting| setting.section == Section::AuthQuery)
+        .all(|setting| setting.reload));
+    assert!(old
+        .show_rows()
+        .iter()
+        .all(|row| !row.key.contains("auth_query")));
 }
