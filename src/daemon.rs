@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::net::{self, Listener};
-use crate::pool::{PoolKey, PoolSpec};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Login, Snapshot};
 use crate::worker::{Shared, ShutdownMode, Worker, WorkerMsg};
 
 const JANITOR_INTERVAL: Duration = Duration::from_millis(500);
@@ -188,23 +187,6 @@ pub fn run(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// How an existing pool looks under a new snapshot; None when its database or user is gone.
-fn spec_under(snap: &Snapshot, key: &PoolKey) -> Option<PoolSpec> {
-    let (new_key, spec) = snap.pool_for(&key.database, &key.user)?;
-    if new_key != *key {
-        return None;
-    }
-    let forced = snap
-        .config
-        .databases
-        .get(&key.database)
-        .is_some_and(|d| d.user.is_some());
-    if !forced && !snap.config.users.contains_key(&key.user) {
-        return None;
-    }
-    Some(spec)
-}
-
 impl Daemon {
     fn reload(&mut self) {
         let old = self.shared.snapshot();
@@ -226,7 +208,7 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner()) = snap.clone();
         self.shared
             .registry
-            .reconfigure(|key| spec_under(&snap, key));
+            .reconfigure(|key, current| snap.spec_under(key, current));
         let (a, b) = (&old.config.tls, &snap.config.tls);
         let server_tls_changed = a.server_tls_mode != b.server_tls_mode
             || a.server_tls_ca_file != b.server_tls_ca_file
@@ -266,10 +248,13 @@ impl Daemon {
         let snap = self.shared.snapshot();
         for (name, db) in &snap.config.databases {
             if let Some(user) = &db.user {
-                if let Some((key, spec)) = snap.pool_for(name, user) {
+                if let Some((key, spec)) = snap.pool_for(name, user, Login::Static) {
                     self.shared.registry.get_or_create(key, || spec);
                 }
             }
+        }
+        for auth_query in snap.auth_queries.values() {
+            auth_query.cache().sweep(now);
         }
         for pool in self.shared.registry.all() {
             for conn in pool.take_expired_idle(now) {

@@ -7,6 +7,8 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::auth::auth_query::Secret;
+use crate::auth::auth_query::{AuthCache, AuthQuery, CacheSettings, Executor, ExecutorConfig};
 use crate::auth::hba::HbaRules;
 use crate::auth::md5::{is_md5_hash, md5_password_hash};
 use crate::auth::random::fill_random;
@@ -15,7 +17,7 @@ use crate::config::Config;
 use crate::config::{AuthType, ClientTlsMode, ServerTlsMode};
 use crate::net::tls::{self, ServerTls};
 use crate::net::ServerAddr;
-use crate::pool::{PoolKey, PoolSpec, ServerCredential, ServerTarget};
+use crate::pool::{PoolKey, PoolOrigin, PoolSpec, PoolState, ServerCredential, ServerTarget};
 
 /// Iterations for verifiers the pooler derives from plain passwords; PostgreSQL's default.
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -39,9 +41,35 @@ pub struct Snapshot {
     pub hba: Option<Arc<HbaRules>>,
     pub users: HashMap<String, UserAuth>,
     pub server_addrs: HashMap<String, ServerAddr>,
+    /// Per database with an auth_query: its executor and cache.
+    pub auth_queries: HashMap<String, Arc<AuthQuery>>,
+}
+
+/// How a client proved who it is, which decides the pool it joins.
+#[derive(Clone, Copy)]
+pub enum Login<'a> {
+    /// A `[users]` entry (or no check at all, for trust).
+    Static,
+    /// The database's auth_query found this secret.
+    AuthQuery(&'a Secret),
 }
 
 impl UserAuth {
+    pub fn from_secret(secret: &Secret) -> UserAuth {
+        match secret {
+            Secret::Md5(hash) => UserAuth {
+                scram: None,
+                md5: Some(hash.clone()),
+                plain: None,
+            },
+            Secret::Scram(verifier) => UserAuth {
+                scram: Some(verifier.clone()),
+                md5: None,
+                plain: None,
+            },
+        }
+    }
+
     pub fn from_password(user: &str, password: &str) -> UserAuth {
         if let Some(secret) = ScramSecret::parse(password) {
             return UserAuth {
@@ -113,6 +141,7 @@ impl Snapshot {
         }
         let client_tls = client_tls_of(&config)?;
         let server_tls = server_tls_of(&config)?;
+        let auth_queries = auth_queries_of(&config, previous)?;
         let hba = match config.pooler.auth_type {
             AuthType::Hba => Some(Arc::new(
                 HbaRules::load(&relative_to_config(&config, &config.pooler.hba_file))
@@ -127,53 +156,202 @@ impl Snapshot {
             config: Arc::new(config),
             users,
             server_addrs,
+            auth_queries,
         })
     }
 
+    /// The database's auth_query when it decides about `user`: the database
+    /// has one and `[users]` holds no password for that name (static users
+    /// win; an entry with overrides only does not make a user static).
+    pub fn auth_query_for(&self, database: &str, user: &str) -> Option<&Arc<AuthQuery>> {
+        let static_user = self
+            .config
+            .users
+            .get(user)
+            .is_some_and(|u| !u.password.is_empty());
+        if static_user {
+            return None;
+        }
+        self.auth_queries.get(database)
+    }
+
     /// The pool a client of (database, user) uses, and how to build it.
-    pub fn pool_for(&self, database: &str, client_user: &str) -> Option<(PoolKey, PoolSpec)> {
+    pub fn pool_for(
+        &self,
+        database: &str,
+        client_user: &str,
+        login: Login<'_>,
+    ) -> Option<(PoolKey, PoolSpec)> {
         let db = self.config.databases.get(database)?;
-        let addr = self.server_addrs.get(database)?.clone();
-        let (server_user, credential) = match &db.user {
-            Some(forced) => {
+        let auth_query = match login {
+            Login::AuthQuery(secret) => db.auth_query.as_ref().map(|a| (a, secret)),
+            Login::Static => None,
+        };
+        let (server_user, credential, origin) = match (&db.user, auth_query) {
+            (Some(forced), _) => {
                 let password = db
                     .password
                     .clone()
                     .or_else(|| self.config.users.get(forced).map(|u| u.password.clone()))
                     .unwrap_or_default();
-                (forced.clone(), credential_of(&password))
+                (forced.clone(), credential_of(&password), PoolOrigin::Config)
             }
-            None => {
+            (None, Some((a, secret))) => match (&a.server_user, &a.server_password) {
+                (Some(user), Some(password)) => {
+                    (user.clone(), credential_of(password), PoolOrigin::AuthQuery)
+                }
+                _ => (
+                    client_user.to_owned(),
+                    credential_of_secret(secret),
+                    PoolOrigin::AuthQuery,
+                ),
+            },
+            (None, None) => {
                 let password = self
                     .config
                     .users
                     .get(client_user)
                     .map(|u| u.password.as_str())
                     .unwrap_or("");
-                (client_user.to_owned(), credential_of(password))
+                (
+                    client_user.to_owned(),
+                    credential_of(password),
+                    PoolOrigin::Config,
+                )
             }
         };
-        let settings = self.config.pool_settings(database, &server_user)?;
-        let p = &self.config.pooler;
+        let via_auth_query = origin == PoolOrigin::AuthQuery;
+        let settings = self
+            .config
+            .effective_pool(database, client_user, via_auth_query)?;
+        let key = PoolKey {
+            database: database.to_owned(),
+            user: server_user.clone(),
+        };
         Some((
-            PoolKey {
-                database: database.to_owned(),
-                user: server_user.clone(),
-            },
-            PoolSpec {
-                target: ServerTarget {
-                    addr,
-                    host: db.host.clone(),
-                    dbname: db.dbname.clone(),
-                    user: server_user,
-                    credential,
-                },
-                settings,
-                server_lifetime: p.server_lifetime,
-                server_idle_timeout: p.server_idle_timeout,
-            },
+            key,
+            self.spec(database, server_user, credential, origin, settings)?,
         ))
     }
+
+    fn spec(
+        &self,
+        database: &str,
+        server_user: String,
+        credential: ServerCredential,
+        origin: PoolOrigin,
+        settings: crate::config::PoolSettings,
+    ) -> Option<PoolSpec> {
+        let db = self.config.databases.get(database)?;
+        let p = &self.config.pooler;
+        Some(PoolSpec {
+            origin,
+            target: ServerTarget {
+                addr: self.server_addrs.get(database)?.clone(),
+                host: db.host.clone(),
+                dbname: db.dbname.clone(),
+                user: server_user,
+                credential,
+            },
+            settings,
+            server_lifetime: p.server_lifetime,
+            server_idle_timeout: p.server_idle_timeout,
+        })
+    }
+
+    /// How an existing pool looks under this snapshot; None when its
+    /// definition is gone (clients finish, servers close at release).
+    pub fn spec_under(&self, key: &PoolKey, current: &PoolState) -> Option<PoolSpec> {
+        let db = self.config.databases.get(&key.database)?;
+        match current.origin {
+            PoolOrigin::Config => {
+                let (new_key, spec) = self.pool_for(&key.database, &key.user, Login::Static)?;
+                let forced = db.user.is_some();
+                let listed = self.config.users.contains_key(&key.user);
+                (new_key == *key && (forced || listed)).then_some(spec)
+            }
+            PoolOrigin::AuthQuery => {
+                let a = db.auth_query.as_ref().filter(|_| db.user.is_none())?;
+                match (&a.server_user, &a.server_password) {
+                    (Some(user), Some(password)) if *user == key.user => {
+                        let settings = self.config.effective_pool(&key.database, user, true)?;
+                        self.spec(
+                            &key.database,
+                            user.clone(),
+                            credential_of(password),
+                            PoolOrigin::AuthQuery,
+                            settings,
+                        )
+                    }
+                    (None, _) if self.auth_query_for(&key.database, &key.user).is_some() => {
+                        // Passthrough: the credential came from the lookup,
+                        // not the config, so it stays as it is.
+                        let settings =
+                            self.config.effective_pool(&key.database, &key.user, true)?;
+                        self.spec(
+                            &key.database,
+                            key.user.clone(),
+                            current.target.credential.clone(),
+                            PoolOrigin::AuthQuery,
+                            settings,
+                        )
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+fn credential_of_secret(secret: &Secret) -> ServerCredential {
+    match secret {
+        Secret::Md5(hash) => ServerCredential::Md5Hash(hash.clone()),
+        Secret::Scram(verifier) => ServerCredential::ScramSecret(verifier.clone()),
+    }
+}
+
+/// An executor and cache per database with an auth_query; a database whose
+/// auth_query and address did not change keeps the ones it had, so a reload
+/// neither forgets the cache nor reconnects the executor.
+fn auth_queries_of(
+    config: &Config,
+    previous: Option<&Snapshot>,
+) -> Result<HashMap<String, Arc<AuthQuery>>, String> {
+    let timeout = config.pooler.server_connect_timeout;
+    let mut out = HashMap::new();
+    for (name, db) in &config.databases {
+        let Some(a) = &db.auth_query else { continue };
+        let executor_config = ExecutorConfig {
+            host: db.host.clone(),
+            port: db.port,
+            dbname: a.dbname.clone(),
+            user: a.user.clone(),
+            password: a.password.clone(),
+            query: a.query.clone(),
+            pool_size: a.pool_size,
+            timeout,
+        };
+        let settings = CacheSettings::from_config(a, timeout);
+        let kept = previous
+            .and_then(|p| p.auth_queries.get(name))
+            .filter(|old| old.config == *a && *old.executor.config() == executor_config);
+        let runtime = match kept {
+            Some(old) => {
+                old.cache().set_settings(settings);
+                old.clone()
+            }
+            None => Arc::new(AuthQuery {
+                database: name.clone(),
+                config: a.clone(),
+                executor: Executor::start(name, executor_config).map_err(|e| {
+                    format!("database {name}: cannot start the auth_query executor: {e}")
+                })?,
+                cache: std::sync::Mutex::new(AuthCache::new(settings)),
+            }),
+        };
+        out.insert(name.clone(), runtime);
+    }
+    Ok(out)
 }
 
 fn client_tls_of(config: &Config) -> Result<Option<ServerTls>, String> {

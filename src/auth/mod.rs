@@ -2,6 +2,7 @@
 //! bytes out. The protocol framing (AuthenticationSASL, PasswordMessage, ...)
 //! and the choice of method belong to the caller.
 
+pub mod auth_query;
 pub mod hba;
 pub mod md5;
 pub mod random;

@@ -114,7 +114,18 @@ pub struct ScramKeys {
     pub server_key: [u8; 32],
 }
 
+/// Where a pool's definition comes from, which decides how a reload treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolOrigin {
+    /// `[users]` or a database's forced user.
+    Config,
+    /// A client authenticated by a database's auth_query: the shared
+    /// `server_user` pool, or a per-user passthrough pool.
+    AuthQuery,
+}
+
 pub struct PoolState {
+    pub origin: PoolOrigin,
     pub target: ServerTarget,
     pub settings: PoolSettings,
     pub generation: u64,
@@ -357,6 +368,7 @@ pub struct Registry {
 
 /// What a pool is made from: everything a snapshot of the config decides for it.
 pub struct PoolSpec {
+    pub origin: PoolOrigin,
     pub target: ServerTarget,
     pub settings: PoolSettings,
     pub server_lifetime: Duration,
@@ -379,7 +391,9 @@ impl Registry {
 
     pub fn get_or_create(&self, key: PoolKey, spec: impl FnOnce() -> PoolSpec) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = pools.get(&key) {
+        // A removed pool only winds down for the clients it still has; a new
+        // login under a definition that came back gets a pool of its own.
+        if let Some(p) = pools.get(&key).filter(|p| !p.lock().removed) {
             return p.clone();
         }
         let spec = spec();
@@ -388,6 +402,7 @@ impl Registry {
             user_count: counter(&self.user_counts, &spec.target.user),
             key: key.clone(),
             state: Mutex::new(PoolState {
+                origin: spec.origin,
                 target: spec.target,
                 settings: spec.settings,
                 generation: 0,
@@ -418,12 +433,12 @@ impl Registry {
     /// Applies a new config to existing pools: `spec_for` returns None for pools whose
     /// database or user is gone. Servers connect differently → generation bump, so they
     /// close at their next release rather than mid-transaction.
-    pub fn reconfigure(&self, spec_for: impl Fn(&PoolKey) -> Option<PoolSpec>) {
+    pub fn reconfigure(&self, spec_for: impl Fn(&PoolKey, &PoolState) -> Option<PoolSpec>) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let mut gone = HashSet::new();
         for (key, pool) in pools.iter() {
             let mut st = pool.lock();
-            match spec_for(key) {
+            match spec_for(key, &st) {
                 Some(spec) => {
                     let same_target = st.target.addr == spec.target.addr
                         && st.target.dbname == spec.target.dbname
@@ -435,6 +450,8 @@ impl Registry {
                         st.default_params = None;
                         st.target = spec.target;
                     }
+                    st.removed = false;
+                    st.origin = spec.origin;
                     st.settings = spec.settings;
                     st.server_lifetime = spec.server_lifetime;
                     st.server_idle_timeout = spec.server_idle_timeout;

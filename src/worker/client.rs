@@ -2,10 +2,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use super::{AuthPhase, ClientState, Worker, WorkerMsg};
+use crate::auth::auth_query::{AuthQuery, FetchResult, Lookup, Refetch, Secret};
 use crate::auth::hba::{self, HbaMethod};
-use crate::auth::md5::md5_verify;
+use crate::auth::md5::{md5_password_hash, md5_verify};
 use crate::auth::random::fill_random;
 use crate::auth::scram::{ChannelBinding, ScramSecret, ScramServer, MECHANISM, MECHANISM_PLUS};
 use crate::config::AuthType;
@@ -15,7 +17,16 @@ use crate::net::Stream;
 use crate::params;
 use crate::pool::{ConnRef, ServerCredential};
 use crate::protocol::{self, auth_code, sqlstate, Reader, Severity, StartupPacket};
-use crate::snapshot::UserAuth;
+use crate::snapshot::{Login, UserAuth};
+
+/// A failed password answer kept while the secret is refetched (the password
+/// may have changed in PostgreSQL), to be checked again against the new one
+/// without asking the client twice. A SCRAM proof cannot be kept: it is bound
+/// to the old verifier's salt.
+pub enum Recheck {
+    Md5 { salt: [u8; 4], response: Vec<u8> },
+    Cleartext(String),
+}
 
 /// A verifier for users that do not exist, so a wrong user name costs the same exchange
 /// as a wrong password and reveals nothing (PostgreSQL does the same).
@@ -236,7 +247,8 @@ impl Worker {
             );
             return;
         }
-        let auth = self.snap.users.get(&user).cloned();
+        // With hba, the rules decide before any lookup (database, user,
+        // address, TLS), so a rejected client costs PostgreSQL nothing.
         let method = match self.auth_method(cref, &database, &user) {
             Ok(m) => m,
             Err(message) => {
@@ -249,6 +261,124 @@ impl Worker {
                 return;
             }
         };
+        if let Some(auth_query) = self.snap.auth_query_for(&database, &user).cloned() {
+            self.look_up(cref, &auth_query, method);
+            return;
+        }
+        let auth = self.snap.users.get(&user).cloned();
+        self.begin_auth(cref, method, auth);
+    }
+
+    /// Asks the database's auth_query cache for the user's secret; a miss
+    /// parks the client until the executor answers ([`Worker::lookup_done`]).
+    fn look_up(&mut self, cref: ConnRef, auth_query: &Arc<AuthQuery>, method: HbaMethod) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let user = c.user.clone();
+        let outcome = auth_query
+            .cache()
+            .lookup(&user, (self.id, cref), Instant::now());
+        match outcome {
+            Lookup::Hit(secret) => self.begin_auth_fetched(cref, method, Some(secret)),
+            Lookup::Unknown => self.begin_auth_fetched(cref, method, None),
+            Lookup::Wait => self.await_lookup(cref, method, None),
+            Lookup::Fetch => {
+                self.await_lookup(cref, method, None);
+                self.fetch(auth_query, &user);
+            }
+        }
+    }
+
+    fn await_lookup(&mut self, cref: ConnRef, method: HbaMethod, recheck: Option<Recheck>) {
+        if let Some(c) = client_at!(self, cref) {
+            c.state = ClientState::AuthQuery;
+            c.auth = AuthPhase::Lookup { method, recheck };
+            c.wait_started = Instant::now();
+        }
+    }
+
+    /// Starts the query; its answer goes to every login the cache queued.
+    fn fetch(&self, auth_query: &Arc<AuthQuery>, user: &str) {
+        let deadline = Instant::now() + self.snap.config.pooler.server_connect_timeout;
+        let (shared, runtime, name) = (self.shared.clone(), auth_query.clone(), user.to_owned());
+        auth_query.executor.lookup(user, deadline, move |result| {
+            match &result {
+                FetchResult::Unusable(why) => log::warn!(
+                    "auth_query for database {}: user {name:?}: {why}; logins fail as with a wrong password",
+                    runtime.database
+                ),
+                FetchResult::Error(e) => log::error!(
+                    "auth_query for database {}: looking up user {name:?} failed: {e}",
+                    runtime.database
+                ),
+                FetchResult::Found(_) | FetchResult::NoSuchUser => {}
+            }
+            let waiters = runtime.cache().complete(&name, &result, Instant::now());
+            for (worker, client) in waiters {
+                let result = result.clone();
+                shared.send_to(worker, WorkerMsg::AuthQueryDone { client, result });
+            }
+        });
+    }
+
+    pub(super) fn lookup_done(&mut self, cref: ConnRef, result: FetchResult) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        if c.state != ClientState::AuthQuery {
+            return;
+        }
+        let AuthPhase::Lookup { method, recheck } = std::mem::replace(&mut c.auth, AuthPhase::None)
+        else {
+            return;
+        };
+        let user = c.user.clone();
+        match (result, recheck) {
+            (FetchResult::Error(e), _) => self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::CONNECTION_FAILURE,
+                &format!("auth_query: could not look up user \"{user}\": {e}"),
+            ),
+            (FetchResult::Found(secret), Some(recheck)) => {
+                let ok = recheck_passes(&user, &secret, &recheck);
+                c.fetched = Some(secret);
+                self.recheck_result(cref, ok);
+            }
+            (FetchResult::Found(secret), None) => {
+                self.begin_auth_fetched(cref, method, Some(secret))
+            }
+            (FetchResult::NoSuchUser | FetchResult::Unusable(_), Some(_)) => {
+                self.recheck_result(cref, false)
+            }
+            (FetchResult::NoSuchUser | FetchResult::Unusable(_), None) => {
+                self.begin_auth_fetched(cref, method, None)
+            }
+        }
+    }
+
+    fn recheck_result(&mut self, cref: ConnRef, ok: bool) {
+        if ok {
+            self.login_ok(cref);
+        } else {
+            self.refuse_password(cref);
+        }
+    }
+
+    /// [`Worker::begin_auth`] with a secret from auth_query (`None`: the user
+    /// does not exist, or has no usable password).
+    fn begin_auth_fetched(
+        &mut self,
+        cref: ConnRef,
+        method: HbaMethod,
+        secret: Option<Arc<Secret>>,
+    ) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let auth = secret.as_deref().map(UserAuth::from_secret);
+        c.fetched = secret;
         self.begin_auth(cref, method, auth);
     }
 
@@ -401,7 +531,50 @@ impl Worker {
         }
     }
 
-    fn password_failed(&mut self, cref: ConnRef) {
+    /// A password check failed. With a secret from auth_query the password
+    /// may have changed in PostgreSQL: the cache decides whether to refetch,
+    /// and an md5 or cleartext answer is checked again against the new
+    /// secret.
+    fn password_failed(&mut self, cref: ConnRef, recheck: Option<Recheck>) {
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
+        let (Some(checked), Some(auth_query)) = (
+            c.fetched.clone(),
+            self.snap.auth_queries.get(&c.database).cloned(),
+        ) else {
+            self.refuse_password(cref);
+            return;
+        };
+        let user = c.user.clone();
+        let outcome =
+            auth_query
+                .cache()
+                .password_failed(&user, &checked, (self.id, cref), Instant::now());
+        match (outcome, recheck) {
+            (Refetch::Fetch, Some(recheck)) => {
+                self.await_lookup(cref, HbaMethod::Reject, Some(recheck));
+                self.fetch(&auth_query, &user);
+            }
+            (Refetch::Fetch, None) => {
+                self.fetch(&auth_query, &user);
+                self.refuse_password(cref);
+            }
+            (Refetch::Wait, Some(recheck)) => {
+                self.await_lookup(cref, HbaMethod::Reject, Some(recheck))
+            }
+            (Refetch::Newer(secret), Some(recheck)) => {
+                let ok = recheck_passes(&user, &secret, &recheck);
+                if let Some(c) = client_at!(self, cref) {
+                    c.fetched = Some(secret);
+                }
+                self.recheck_result(cref, ok);
+            }
+            (Refetch::Wait | Refetch::Newer(_) | Refetch::Deny, _) => self.refuse_password(cref),
+        }
+    }
+
+    fn refuse_password(&mut self, cref: ConnRef) {
         let user = client_at!(self, cref)
             .map(|c| c.user.clone())
             .unwrap_or_default();
@@ -460,8 +633,9 @@ impl Worker {
         c.inbuf.consume(len);
         let phase = std::mem::replace(&mut c.auth, AuthPhase::None);
         let auth = c.secrets.as_deref().cloned();
+        let user = c.user.clone();
         match phase {
-            AuthPhase::None => {
+            AuthPhase::None | AuthPhase::Lookup { .. } => {
                 self.fail_client(
                     cref,
                     Severity::Fatal,
@@ -471,11 +645,11 @@ impl Worker {
             }
             AuthPhase::Cleartext => {
                 let password = Reader::new(&body).cstr().unwrap_or_default().to_owned();
-                let ok = auth.is_some_and(|a| verify_plain(&a, &password));
+                let ok = auth.is_some_and(|a| verify_plain(&user, &a, &password));
                 if ok {
                     self.login_ok(cref);
                 } else {
-                    self.password_failed(cref);
+                    self.password_failed(cref, Some(Recheck::Cleartext(password)));
                 }
             }
             AuthPhase::Md5 { salt } => {
@@ -486,7 +660,8 @@ impl Worker {
                 if ok {
                     self.login_ok(cref);
                 } else {
-                    self.password_failed(cref);
+                    let response = response.to_vec();
+                    self.password_failed(cref, Some(Recheck::Md5 { salt, response }));
                 }
             }
             AuthPhase::ScramFirst { secret, plus } => {
@@ -542,7 +717,7 @@ impl Worker {
             AuthPhase::ScramFinal(mut server) => match server.server_final(&body) {
                 Ok((last, client_key)) => {
                     let Some(auth) = auth else {
-                        self.password_failed(cref);
+                        self.password_failed(cref, None);
                         return;
                     };
                     self.scratch.clear();
@@ -554,7 +729,7 @@ impl Worker {
                     c.scram_keys = auth.scram.map(|s| (client_key, s.server_key));
                     self.login_ok(cref);
                 }
-                Err(crate::auth::scram::ScramError::WrongProof) => self.password_failed(cref),
+                Err(crate::auth::scram::ScramError::WrongProof) => self.password_failed(cref, None),
                 Err(e) => self.fail_client(
                     cref,
                     Severity::Fatal,
@@ -571,7 +746,11 @@ impl Worker {
         let Some(c) = client_at!(self, cref) else {
             return;
         };
-        let Some((key, spec)) = snap.pool_for(&c.database, &c.user) else {
+        let login = match &c.fetched {
+            Some(secret) => Login::AuthQuery(secret),
+            None => Login::Static,
+        };
+        let Some((key, spec)) = snap.pool_for(&c.database, &c.user, login) else {
             let db = c.database.clone();
             self.fail_client(
                 cref,
@@ -672,9 +851,23 @@ impl Worker {
     }
 }
 
-fn verify_plain(auth: &crate::snapshot::UserAuth, password: &str) -> bool {
+fn recheck_passes(user: &str, secret: &Secret, recheck: &Recheck) -> bool {
+    let auth = UserAuth::from_secret(secret);
+    match recheck {
+        Recheck::Md5 { salt, response } => {
+            auth.md5.is_some_and(|h| md5_verify(&h, *salt, response))
+        }
+        Recheck::Cleartext(password) => verify_plain(user, &auth, password),
+    }
+}
+
+fn verify_plain(user: &str, auth: &UserAuth, password: &str) -> bool {
     if let Some(p) = &auth.plain {
         return constant_time_eq(p.as_bytes(), password.as_bytes());
+    }
+    if let Some(hash) = &auth.md5 {
+        let derived = md5_password_hash(user, password);
+        return constant_time_eq(derived.as_bytes(), hash.as_bytes());
     }
     if let Some(secret) = &auth.scram {
         let derived = ScramSecret::from_password(password, &secret.salt, secret.iterations);

@@ -97,6 +97,11 @@ pub enum WorkerMsg {
     },
     /// Open one server for this pool (capacity already reserved).
     Launch(Arc<Pool>),
+    /// The auth_query lookup a client of ours was waiting for answered.
+    AuthQueryDone {
+        client: ConnRef,
+        result: crate::auth::auth_query::FetchResult,
+    },
     Shutdown(ShutdownMode),
 }
 
@@ -183,6 +188,9 @@ pub enum ClientState {
     TlsHandshake,
     /// Password or SASL exchange in progress.
     Auth,
+    /// Waiting for the database's auth_query to look the user up (before the
+    /// exchange, or to re-check a password after a refetch).
+    AuthQuery,
     /// Authenticated, waiting for a first server to learn the parameters to report.
     WaitingLogin,
     /// Logged in, no server.
@@ -205,6 +213,12 @@ pub enum AuthPhase {
         plus: Option<Vec<u8>>,
     },
     ScramFinal(Box<crate::auth::scram::ScramServer>),
+    /// In `ClientState::AuthQuery`: the method to run once the secret is
+    /// known, or the answer to re-check against a refetched secret.
+    Lookup {
+        method: crate::auth::hba::HbaMethod,
+        recheck: Option<client::Recheck>,
+    },
 }
 
 pub struct Client {
@@ -239,6 +253,9 @@ pub struct Client {
     /// What the password is checked against, set when authentication starts (from
     /// [users], or later from an auth_query lookup).
     secrets: Option<Box<crate::snapshot::UserAuth>>,
+    /// The auth_query secret `secrets` came from, to refetch against and to
+    /// pick the client's pool.
+    fetched: Option<Arc<crate::auth::auth_query::Secret>>,
     /// Draining: close at this time unless the client sends a request first.
     drain_at: Option<Instant>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
@@ -519,6 +536,7 @@ impl Worker {
                 drain_at: None,
                 tls: None,
                 secrets: None,
+                fetched: None,
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
@@ -551,6 +569,7 @@ impl Worker {
                 }
                 WorkerMsg::Cancel { client } => self.cancel_client(client),
                 WorkerMsg::Launch(pool) => self.launch_server(pool),
+                WorkerMsg::AuthQueryDone { client, result } => self.lookup_done(client, result),
                 WorkerMsg::Shutdown(mode) => self.begin_shutdown(mode),
             }
         }
@@ -663,7 +682,9 @@ impl Worker {
 
     fn client_wants_input(c: &Client) -> bool {
         match c.state {
-            ClientState::Waiting | ClientState::WaitingLogin => c.inbuf.len() < WAITING_INPUT_LIMIT,
+            ClientState::Waiting | ClientState::WaitingLogin | ClientState::AuthQuery => {
+                c.inbuf.len() < WAITING_INPUT_LIMIT
+            }
             _ => true,
         }
     }
@@ -780,7 +801,7 @@ impl Worker {
             ClientState::Startup => self.client_startup(cref),
             ClientState::TlsHandshake => {}
             ClientState::Auth => self.client_auth(cref),
-            ClientState::WaitingLogin | ClientState::Waiting => {}
+            ClientState::WaitingLogin | ClientState::Waiting | ClientState::AuthQuery => {}
             ClientState::Idle => self.client_idle_input(cref),
             ClientState::Linked => self.relay_client(cref),
         }
@@ -1576,6 +1597,7 @@ impl Worker {
         let query_wait = p.query_wait_timeout;
         let client_idle = p.client_idle_timeout;
         let idle_tx = p.idle_transaction_timeout;
+        let lookup_timeout = p.server_connect_timeout;
         let mut expired: Vec<(ConnRef, &'static str, String)> = Vec::new();
         let mut drained = Vec::new();
         for (i, c) in self.clients.iter() {
@@ -1594,6 +1616,20 @@ impl Worker {
                             cref,
                             sqlstate::PROTOCOL_VIOLATION,
                             "client login timeout".into(),
+                        ));
+                    }
+                }
+                ClientState::AuthQuery => {
+                    // The executor answers by this deadline unless a call of
+                    // its hangs; the login must not hang with it.
+                    if now.duration_since(c.wait_started) >= lookup_timeout {
+                        expired.push((
+                            cref,
+                            sqlstate::CONNECTION_FAILURE,
+                            format!(
+                                "auth_query: the user lookup did not answer within {} (server_connect_timeout)",
+                                crate::config::format_duration(lookup_timeout)
+                            ),
                         ));
                     }
                 }
