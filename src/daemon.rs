@@ -256,6 +256,19 @@ impl Daemon {
         for auth_query in snap.auth_queries.values() {
             auth_query.cache().sweep(now);
         }
+        // Dynamic pools exist only where some database is in passthrough mode,
+        // but removed pools that wound down are dropped everywhere.
+        let passthrough = snap
+            .auth_queries
+            .values()
+            .any(|a| a.config.server_user.is_none());
+        let idle_timeout = match passthrough {
+            true => snap.config.pooler.dynamic_pool_idle_timeout,
+            false => Duration::ZERO,
+        };
+        for key in self.shared.registry.collect_unused(now, idle_timeout) {
+            log::debug!("dropped idle dynamic pool {}@{}", key.user, key.database);
+        }
         for pool in self.shared.registry.all() {
             for conn in pool.take_expired_idle(now) {
                 log::debug!("closing idle server {}", conn.id);

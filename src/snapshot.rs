@@ -197,13 +197,17 @@ impl Snapshot {
                 (forced.clone(), credential_of(&password), PoolOrigin::Config)
             }
             (None, Some((a, secret))) => match (&a.server_user, &a.server_password) {
-                (Some(user), Some(password)) => {
-                    (user.clone(), credential_of(password), PoolOrigin::AuthQuery)
-                }
+                (Some(user), Some(password)) => (
+                    user.clone(),
+                    credential_of(password),
+                    PoolOrigin::SharedAuthQuery,
+                ),
                 _ => (
                     client_user.to_owned(),
                     credential_of_secret(secret),
-                    PoolOrigin::AuthQuery,
+                    PoolOrigin::Dynamic {
+                        auth_query: self.auth_queries.get(database)?.id,
+                    },
                 ),
             },
             (None, None) => {
@@ -220,7 +224,7 @@ impl Snapshot {
                 )
             }
         };
-        let via_auth_query = origin == PoolOrigin::AuthQuery;
+        let via_auth_query = origin != PoolOrigin::Config;
         let settings = self
             .config
             .effective_pool(database, client_user, via_auth_query)?;
@@ -270,34 +274,39 @@ impl Snapshot {
                 let listed = self.config.users.contains_key(&key.user);
                 (new_key == *key && (forced || listed)).then_some(spec)
             }
-            PoolOrigin::AuthQuery => {
+            PoolOrigin::SharedAuthQuery => {
                 let a = db.auth_query.as_ref().filter(|_| db.user.is_none())?;
-                match (&a.server_user, &a.server_password) {
-                    (Some(user), Some(password)) if *user == key.user => {
-                        let settings = self.config.effective_pool(&key.database, user, true)?;
-                        self.spec(
-                            &key.database,
-                            user.clone(),
-                            credential_of(password),
-                            PoolOrigin::AuthQuery,
-                            settings,
-                        )
-                    }
-                    (None, _) if self.auth_query_for(&key.database, &key.user).is_some() => {
-                        // Passthrough: the credential came from the lookup,
-                        // not the config, so it stays as it is.
-                        let settings =
-                            self.config.effective_pool(&key.database, &key.user, true)?;
-                        self.spec(
-                            &key.database,
-                            key.user.clone(),
-                            current.target.credential.clone(),
-                            PoolOrigin::AuthQuery,
-                            settings,
-                        )
-                    }
-                    _ => None,
+                let (user, password) = a.server_user.as_ref().zip(a.server_password.as_ref())?;
+                if *user != key.user {
+                    return None;
                 }
+                let settings = self.config.effective_pool(&key.database, user, true)?;
+                let credential = credential_of(password);
+                self.spec(
+                    &key.database,
+                    user.clone(),
+                    credential,
+                    current.origin,
+                    settings,
+                )
+            }
+            PoolOrigin::Dynamic { auth_query } => {
+                // Made under a runtime a reload has replaced (the auth_query
+                // config changed or went), or its user became static: gone.
+                let runtime = self.auth_query_for(&key.database, &key.user)?;
+                if runtime.id != auth_query || db.user.is_some() {
+                    return None;
+                }
+                let settings = self.config.effective_pool(&key.database, &key.user, true)?;
+                // The credential came from the lookup, not the config.
+                let credential = current.target.credential.clone();
+                self.spec(
+                    &key.database,
+                    key.user.clone(),
+                    credential,
+                    current.origin,
+                    settings,
+                )
             }
         }
     }
@@ -341,6 +350,7 @@ fn auth_queries_of(
                 old.clone()
             }
             None => Arc::new(AuthQuery {
+                id: AuthQuery::next_id(),
                 database: name.clone(),
                 config: a.clone(),
                 executor: Executor::start(name, executor_config).map_err(|e| {

@@ -151,6 +151,8 @@ pub struct PoolerConfig {
     pub server_idle_timeout: Duration,
     /// `Duration::ZERO` = off.
     pub server_lifetime: Duration,
+    /// `Duration::ZERO` = idle passthrough pools are never dropped.
+    pub dynamic_pool_idle_timeout: Duration,
     /// One of [`settings::LOG_LEVELS`].
     pub log_level: String,
 }
@@ -223,6 +225,8 @@ pub struct AuthQueryConfig {
     pub cache_failure_ttl: Duration,
     /// `Duration::ZERO` = no limit on refetches after a failed password check.
     pub min_interval: Duration,
+    /// Per-user pools in passthrough mode, at least 1.
+    pub max_dynamic_pools: u32,
 }
 
 impl AuthQueryConfig {
@@ -543,6 +547,9 @@ impl Config {
             (Section::Pooler, "idle_transaction_timeout") => Some(Dur(p.idle_transaction_timeout)),
             (Section::Pooler, "server_idle_timeout") => Some(Dur(p.server_idle_timeout)),
             (Section::Pooler, "server_lifetime") => Some(Dur(p.server_lifetime)),
+            (Section::Pooler, "dynamic_pool_idle_timeout") => {
+                Some(Dur(p.dynamic_pool_idle_timeout))
+            }
             (Section::Pooler, "log_level") => text(&p.log_level),
             (Section::Tls, "client_tls_mode") => text(tls.client_tls_mode.as_str()),
             (Section::Tls, "client_tls_cert_file") => text(&tls.client_tls_cert_file),

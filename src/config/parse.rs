@@ -601,6 +601,7 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         idle_transaction_timeout: p.required("idle_transaction_timeout")?,
         server_idle_timeout: p.required("server_idle_timeout")?,
         server_lifetime: p.required("server_lifetime")?,
+        dynamic_pool_idle_timeout: p.required("dynamic_pool_idle_timeout")?,
         log_level: p.required("log_level")?,
     };
     let t = &sections.tls;
@@ -677,6 +678,7 @@ fn build_auth_query(a: &Values, database_dbname: &str) -> Result<AuthQueryConfig
         cache_ttl: a.required("cache_ttl")?,
         cache_failure_ttl: a.required("cache_failure_ttl")?,
         min_interval: a.required("min_interval")?,
+        max_dynamic_pools: a.required("max_dynamic_pools")?,
     })
 }
 

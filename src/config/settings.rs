@@ -226,6 +226,8 @@ pub static SETTINGS: &[Setting] = &[
         "close pooled servers idle this long, above min_pool_size; 0 = off"),
     setting(Pooler, "server_lifetime", DURATION_OR_OFF, "\"1h\"", true,
         "close servers this old when they are next released; 0 = off"),
+    setting(Pooler, "dynamic_pool_idle_timeout", DURATION_OR_OFF, "\"10m\"", true,
+        "drop auth_query passthrough pools without clients or servers this long; 0 = never"),
     setting(Pooler, "log_level", Kind::Enum(LOG_LEVELS), "\"info\"", true,
         "least severe log level written"),
     // [tls]
@@ -295,6 +297,8 @@ pub static SETTINGS: &[Setting] = &[
         "how long a failed lookup is remembered; 0 = not at all"),
     setting(AuthQuery, "min_interval", DURATION_OR_OFF, "\"1s\"", true,
         "at most one refetch per user per interval; 0 = no limit"),
+    setting(AuthQuery, "max_dynamic_pools", int(1, CONNECTIONS_MAX), "1000", true,
+        "most per-user pools in passthrough mode; further users are refused with 53300"),
     // [users.NAME]
     setting(User, "password", Kind::Str, "\"\"", true,
         "\"SCRAM-SHA-256$...\", \"md5<32 hex>\", or a plain password; \"\" only with trust"),
@@ -562,6 +566,7 @@ mod tests {
             ("idle_transaction_timeout", "0"),
             ("server_idle_timeout", "10m"),
             ("server_lifetime", "1h"),
+            ("dynamic_pool_idle_timeout", "10m"),
             ("log_level", "info"),
         ] {
             assert_eq!(

@@ -125,6 +125,7 @@ fn design_example_parses() {
             cache_ttl: Duration::from_secs(3600),
             cache_failure_ttl: Duration::from_secs(30),
             min_interval: Duration::from_secs(1),
+            max_dynamic_pools: 1000,
         }
     );
     let alice = &config.users["alice"];

@@ -120,12 +120,22 @@ pub enum PoolOrigin {
     /// `[users]` or a database's forced user.
     Config,
     /// A client authenticated by a database's auth_query: the shared
-    /// `server_user` pool, or a per-user passthrough pool.
-    AuthQuery,
+    /// `server_user` pool.
+    SharedAuthQuery,
+    /// A per-user passthrough pool, made by a login: it lives as long as the
+    /// auth_query runtime (by id) it was made under, and idle ones are
+    /// collected.
+    Dynamic { auth_query: u64 },
 }
 
 pub struct PoolState {
     pub origin: PoolOrigin,
+    pub created_at: Instant,
+    /// Last checkout by a client.
+    pub last_used: Instant,
+    /// Since when the registry's is the only reference and no server is open:
+    /// what idle dynamic pools are collected by.
+    unused_since: Option<Instant>,
     pub target: ServerTarget,
     pub settings: PoolSettings,
     pub generation: u64,
@@ -192,8 +202,20 @@ impl Pool {
     }
 
     /// Takes an idle server or queues the waiter.
+    /// New server logins of this pool use `credential` (a dynamic pool's
+    /// user got a new secret from a refetch); cached SCRAM keys of the old
+    /// one are dropped.
+    pub fn adopt_credential(&self, credential: ServerCredential) {
+        let mut st = self.lock();
+        if !same_credential(&st.target.credential, &credential) {
+            st.target.credential = credential;
+            st.scram_keys = None;
+        }
+    }
+
     pub fn checkout(&self, waiter: Waiter) -> Checkout {
         let mut st = self.lock();
+        st.last_used = Instant::now();
         if let Some(s) = st.idle.pop() {
             return Checkout::Server(Box::new(s));
         }
@@ -375,6 +397,13 @@ pub struct PoolSpec {
     pub server_idle_timeout: Duration,
 }
 
+/// The registered pool of `key` unless it was removed: a removed pool only
+/// winds down for the clients it still has, and a new login under a
+/// definition that came back gets a pool of its own.
+fn live(pools: &HashMap<PoolKey, Arc<Pool>>, key: &PoolKey) -> Option<Arc<Pool>> {
+    pools.get(key).filter(|p| !p.lock().removed).cloned()
+}
+
 fn counter(map: &Mutex<HashMap<String, Arc<AtomicU32>>>, name: &str) -> Arc<AtomicU32> {
     let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
     m.entry(name.to_owned()).or_default().clone()
@@ -391,18 +420,51 @@ impl Registry {
 
     pub fn get_or_create(&self, key: PoolKey, spec: impl FnOnce() -> PoolSpec) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        // A removed pool only winds down for the clients it still has; a new
-        // login under a definition that came back gets a pool of its own.
-        if let Some(p) = pools.get(&key).filter(|p| !p.lock().removed) {
-            return p.clone();
+        if let Some(p) = live(&pools, &key) {
+            return p;
         }
-        let spec = spec();
+        self.insert(&mut pools, key, spec())
+    }
+
+    /// As [`Registry::get_or_create`] for a dynamic pool: a new one is made
+    /// only while its database has fewer than `max_dynamic`; None when it has
+    /// that many already.
+    pub fn get_or_create_dynamic(
+        &self,
+        key: PoolKey,
+        spec: impl FnOnce() -> PoolSpec,
+        max_dynamic: u32,
+    ) -> Option<Arc<Pool>> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = live(&pools, &key) {
+            return Some(p);
+        }
+        let dynamic = pools
+            .values()
+            .filter(|p| p.key.database == key.database)
+            .filter(|p| {
+                let st = p.lock();
+                !st.removed && matches!(st.origin, PoolOrigin::Dynamic { .. })
+            })
+            .count();
+        (dynamic < max_dynamic as usize).then(|| self.insert(&mut pools, key, spec()))
+    }
+
+    fn insert(
+        &self,
+        pools: &mut HashMap<PoolKey, Arc<Pool>>,
+        key: PoolKey,
+        spec: PoolSpec,
+    ) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             db_count: counter(&self.db_counts, &key.database),
             user_count: counter(&self.user_counts, &spec.target.user),
             key: key.clone(),
             state: Mutex::new(PoolState {
                 origin: spec.origin,
+                created_at: Instant::now(),
+                last_used: Instant::now(),
+                unused_since: None,
                 target: spec.target,
                 settings: spec.settings,
                 generation: 0,
@@ -419,6 +481,37 @@ impl Registry {
         });
         pools.insert(key, pool.clone());
         pool
+    }
+
+    /// Drops dynamic pools unused for `idle_timeout` (zero: never) and
+    /// removed pools that wound down; returns the keys of dropped dynamic
+    /// pools. "Unused": no client, waiter or server holds the pool and it has
+    /// no server open, so nothing can reach it but a new login, which makes
+    /// it again.
+    pub fn collect_unused(&self, now: Instant, idle_timeout: Duration) -> Vec<PoolKey> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut collected = Vec::new();
+        pools.retain(|key, pool| {
+            let held = Arc::strong_count(pool) > 1;
+            let mut st = pool.lock();
+            if held || st.total > 0 || !st.waiters.is_empty() {
+                st.unused_since = None;
+                return true;
+            }
+            if st.removed {
+                return false;
+            }
+            let since = *st.unused_since.get_or_insert(now);
+            let dynamic = matches!(st.origin, PoolOrigin::Dynamic { .. });
+            let expired =
+                !idle_timeout.is_zero() && now.saturating_duration_since(since) >= idle_timeout;
+            if dynamic && expired {
+                collected.push(key.clone());
+                return false;
+            }
+            true
+        });
+        collected
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {

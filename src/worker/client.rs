@@ -15,7 +15,7 @@ use crate::config::ClientTlsMode;
 use crate::net::tls::{self, HandshakeProgress, TlsStream};
 use crate::net::Stream;
 use crate::params;
-use crate::pool::{ConnRef, ServerCredential};
+use crate::pool::{ConnRef, PoolOrigin, ServerCredential};
 use crate::protocol::{self, auth_code, sqlstate, Reader, Severity, StartupPacket};
 use crate::snapshot::{Login, UserAuth};
 
@@ -761,7 +761,41 @@ impl Worker {
             return;
         };
         let passthrough = key.user == c.user;
-        let pool = self.shared.registry.get_or_create(key, || spec);
+        let pool = match spec.origin {
+            PoolOrigin::Dynamic { .. } => {
+                let max = snap
+                    .auth_queries
+                    .get(&c.database)
+                    .map_or(u32::MAX, |a| a.config.max_dynamic_pools);
+                let credential = spec.target.credential.clone();
+                let Some(pool) = self
+                    .shared
+                    .registry
+                    .get_or_create_dynamic(key, || spec, max)
+                else {
+                    let db = c.database.clone();
+                    log::warn!(
+                        "database {db}: max_dynamic_pools ({max}) reached; refusing user {:?}",
+                        c.user
+                    );
+                    self.fail_client(
+                        cref,
+                        Severity::Fatal,
+                        sqlstate::TOO_MANY_CONNECTIONS,
+                        &format!("too many per-user pools for database \"{db}\" (max_dynamic_pools = {max})"),
+                    );
+                    return;
+                };
+                // A refetch may have brought a new secret: new server logins
+                // use it; open servers stay, PostgreSQL keeps their sessions.
+                pool.adopt_credential(credential);
+                pool
+            }
+            _ => self.shared.registry.get_or_create(key, || spec),
+        };
+        let Some(c) = client_at!(self, cref) else {
+            return;
+        };
         {
             let mut st = pool.lock();
             c.mode = st.settings.pool_mode;

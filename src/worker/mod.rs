@@ -577,29 +577,55 @@ impl Worker {
 
     fn apply_reload(&mut self, snap: Arc<Snapshot>) {
         self.snap = snap;
-        // Clients of a removed database finish their transaction, then go (at release);
-        // idle ones go now.
-        let idle: Vec<ConnRef> = self
+        // Clients whose database or pool a reload removed finish their
+        // transaction, then go (at release); those between transactions go now.
+        let retired: Vec<(ConnRef, &'static str)> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                c.state == ClientState::Idle
-                    && !c.database.is_empty()
-                    && !self.snap.config.databases.contains_key(&c.database)
-            })
-            .map(|(i, c)| ConnRef {
-                index: i,
-                generation: c.generation,
+            .filter_map(|(i, c)| {
+                let reason = Self::retired(&self.snap, c)?;
+                let between_transactions = match c.state {
+                    ClientState::Idle => true,
+                    ClientState::Linked => c
+                        .server
+                        .and_then(|sref| {
+                            self.servers
+                                .get(sref.index)
+                                .filter(|s| s.generation == sref.generation)
+                        })
+                        .is_some_and(|s| {
+                            s.tracker.is_empty()
+                                && s.status == b'I'
+                                && !s.hold_client
+                                && c.inbuf.is_empty()
+                        }),
+                    _ => false,
+                };
+                between_transactions.then_some((
+                    ConnRef {
+                        index: i,
+                        generation: c.generation,
+                    },
+                    reason,
+                ))
             })
             .collect();
-        for cref in idle {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::ADMIN_SHUTDOWN,
-                "database removed from the pooler configuration",
-            );
+        for (cref, reason) in retired {
+            self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason);
         }
+    }
+
+    /// Why a logged-in client may not stay: a reload removed its database or
+    /// its pool (an auth_query change, a user now static, a mode change).
+    fn retired(snap: &Snapshot, c: &Client) -> Option<&'static str> {
+        if c.database.is_empty() {
+            return None;
+        }
+        if !snap.config.databases.contains_key(&c.database) {
+            return Some("database removed from the pooler configuration");
+        }
+        let removed = c.pool.as_ref().is_some_and(|p| p.lock().removed);
+        removed.then_some("this user's pool was removed by a configuration reload; reconnect")
     }
 
     fn begin_shutdown(&mut self, mode: ShutdownMode) {
@@ -1142,6 +1168,8 @@ impl Worker {
         if c.mode == PoolMode::Session {
             if self.shutdown.is_some() {
                 self.close_if_drained(cref);
+            } else if let Some(reason) = Self::retired(&self.snap, c) {
+                self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason);
             }
             return;
         }
@@ -1155,16 +1183,13 @@ impl Worker {
             self.close_drained(cref);
             return;
         }
-        let gone = client_at!(self, cref).is_some_and(|c| {
-            !c.database.is_empty() && !self.snap.config.databases.contains_key(&c.database)
-        });
-        if gone {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::ADMIN_SHUTDOWN,
-                "database removed from the pooler configuration",
-            );
+        let retired = self
+            .clients
+            .get(cref.index)
+            .filter(|c| c.generation == cref.generation)
+            .and_then(|c| Self::retired(&self.snap, c));
+        if let Some(reason) = retired {
+            self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason);
             return;
         }
         // A pipelined next request may already be buffered.

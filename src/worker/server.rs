@@ -259,8 +259,20 @@ impl Worker {
             return;
         };
         let pool = s.pool.clone();
-        if s.login.used_cached_keys {
-            pool.lock().scram_keys = None;
+        let dynamic = {
+            let mut st = pool.lock();
+            if s.login.used_cached_keys {
+                st.scram_keys = None;
+            }
+            matches!(st.origin, crate::pool::PoolOrigin::Dynamic { .. })
+        };
+        if dynamic {
+            // The user logs in to PostgreSQL with what auth_query returned;
+            // if that changed in PostgreSQL since, the next login must fetch
+            // it again rather than be let in with the stale one.
+            if let Some(auth_query) = self.snap.auth_queries.get(&pool.key.database) {
+                auth_query.cache().invalidate(&pool.key.user);
+            }
         }
         log::warn!(
             "pool {}@{}: server login failed: {reason}",

@@ -59,6 +59,9 @@ pub type Waiter = (usize, crate::pool::ConnRef);
 /// the same one (cache, executor connections and all) while the database's
 /// auth_query config and address stay the same.
 pub struct AuthQuery {
+    /// Unique per process: the passthrough pools made under this runtime
+    /// carry it, and die with it when a reload replaces the runtime.
+    pub id: u64,
     pub database: String,
     pub config: crate::config::AuthQueryConfig,
     pub executor: Executor,
@@ -66,6 +69,11 @@ pub struct AuthQuery {
 }
 
 impl AuthQuery {
+    pub fn next_id() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn cache(&self) -> std::sync::MutexGuard<'_, AuthCache<Waiter>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
