@@ -47,6 +47,7 @@ workload_labels=(
     "-S -M extended -c 16"
     "-S -M extended -c 64"
     "-S -C          -c 16"
+    "-S -C -c 16 auth_query"
 )
 workload_flags=(
     "-S -M simple -c 16"
@@ -54,7 +55,14 @@ workload_flags=(
     "-S -M extended -c 16"
     "-S -M extended -c 64"
     "-S -C -M simple -c 16"
+    "-S -C -M simple -c 16"
 )
+# The last workload logs in users that only PostgreSQL knows (auth_query, cached
+# after the first login, server_user pool): the pooler alone, beside the static-user
+# -C row above. PgBouncer's auth_query asks PostgreSQL on every login and direct has
+# no such thing, so their cells read n/a.
+workload_dbs=(bench bench bench bench bench bench_aq)
+aq_user=bench_aq_user
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -210,6 +218,8 @@ pg_started=1
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -h "$tmp/sock" -p "$pg_port" -U postgres "$@"; }
 psql_admin -d postgres -c "CREATE ROLE $bench_user LOGIN PASSWORD '$bench_password'" \
+    -c "CREATE ROLE $aq_user LOGIN PASSWORD '$bench_password'" \
+    -c "CREATE ROLE pooler_auth SUPERUSER LOGIN PASSWORD 'auth-secret'" \
     -c "CREATE DATABASE $bench_db OWNER $bench_user"
 export PGPASSWORD=$bench_password
 say "pgbench -i -s $SCALE ..."
@@ -289,6 +299,18 @@ host = "127.0.0.1"
 port = $pg_port
 pool_size = $POOL_SIZE
 
+[databases.bench_aq]
+host = "127.0.0.1"
+port = $pg_port
+dbname = "$bench_db"
+pool_size = $POOL_SIZE
+
+[databases.bench_aq.auth_query]
+user = "pooler_auth"
+password = "auth-secret"
+server_user = "$bench_user"
+server_password = "$bench_password"
+
 [users.$bench_user]
 password = "$bench_password"
 EOF
@@ -312,11 +334,16 @@ mkdir -p "$tmp/runs"
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
         for target in $BENCH_TARGETS; do
+            db=${workload_dbs[$i]} user=$bench_user
+            if [ "$db" != "$bench_db" ]; then
+                [ "$target" = pooler ] || continue
+                user=$aq_user
+            fi
             log="$tmp/runs/r$round-w$i-$target.log"
             rc=0
             # shellcheck disable=SC2086 # the flags are words on purpose
             pgbench -n -j 2 -T "$DURATION" ${workload_flags[$i]} \
-                -h 127.0.0.1 -p "$(port_of "$target")" -U "$bench_user" "$bench_db" >"$log" 2>&1 || rc=$?
+                -h 127.0.0.1 -p "$(port_of "$target")" -U "$user" "$db" >"$log" 2>&1 || rc=$?
             # PG 15 prints one tps line: "tps = N (without initial connection time)", or with
             # -C "tps = N (including reconnection times)", which counts the connection set-up
             # that -C is meant to measure. Either way it is the one line starting "tps = ".

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod auth_query;
 mod cli;
 mod drivers;
 mod extended;
