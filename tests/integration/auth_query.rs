@@ -16,7 +16,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 /// The name of the pooler database that has the auth_query in most tests.
-const AQ: &str = "aq";
+pub(crate) const AQ: &str = "aq";
 
 /// `s` as an SQL string literal.
 fn lit(s: &str) -> String {
@@ -25,7 +25,7 @@ fn lit(s: &str) -> String {
 
 /// A login role with this password, stored as `encryption` ("md5" or
 /// "scram-sha-256"); `options` are more CREATE ROLE options.
-fn role(prefix: &str, encryption: &str, password: &str, options: &str) -> String {
+pub(crate) fn role(prefix: &str, encryption: &str, password: &str, options: &str) -> String {
     let name = unique(prefix);
     cluster().sql(
         "postgres",
@@ -38,7 +38,7 @@ fn role(prefix: &str, encryption: &str, password: &str, options: &str) -> String
     name
 }
 
-fn alter_password(name: &str, encryption: &str, password: &str) {
+pub(crate) fn alter_password(name: &str, encryption: &str, password: &str) {
     cluster().sql(
         "postgres",
         &format!(
@@ -51,14 +51,14 @@ fn alter_password(name: &str, encryption: &str, password: &str) {
 
 /// Who runs the query and whose pool the looked-up users share. Both
 /// passwords equal the role names (`new_role`'s convention).
-struct Roles {
-    auth: String,
-    server: String,
+pub(crate) struct Roles {
+    pub(crate) auth: String,
+    pub(crate) server: String,
 }
 
 impl Roles {
     /// An unprivileged query user: enough for [`LookupLog`]'s function.
-    fn new() -> Roles {
+    pub(crate) fn new() -> Roles {
         let cl = cluster();
         Roles {
             auth: cl.new_role("aq_auth"),
@@ -85,7 +85,7 @@ impl Roles {
 
     /// `[databases.DB.auth_query]` running `query` (None: the default one)
     /// as `self.auth`, server_user mode; `extra` is more `key = value` lines.
-    fn section(&self, db: &str, query: Option<&str>, extra: &str) -> String {
+    pub(crate) fn section(&self, db: &str, query: Option<&str>, extra: &str) -> String {
         let query = query
             .map(|q| format!("query = {q:?}\n"))
             .unwrap_or_default();
@@ -104,7 +104,7 @@ impl Roles {
 }
 
 /// md5 so that both md5-hashed and SCRAM-stored roles can log in.
-fn base() -> Cfg {
+pub(crate) fn base() -> Cfg {
     Cfg::transaction().auth("md5")
 }
 
@@ -113,14 +113,14 @@ fn base() -> Cfg {
 /// (rolname, rolpassword) like the default query (LOGIN roles, NULL once
 /// VALID UNTIL has passed). SECURITY DEFINER, owned by the superuser, so
 /// the query's user may run it without reading pg_authid itself.
-struct LookupLog {
-    func: String,
-    table: String,
+pub(crate) struct LookupLog {
+    pub(crate) func: String,
+    pub(crate) table: String,
 }
 
 impl LookupLog {
     /// `delay`: seconds each call sleeps, to hold a lookup in flight.
-    fn new(roles: &Roles, delay: f64) -> LookupLog {
+    pub(crate) fn new(roles: &Roles, delay: f64) -> LookupLog {
         let func = unique("aq_lookup");
         let table = format!("{func}_calls");
         cluster().sql(
@@ -150,12 +150,12 @@ impl LookupLog {
     }
 
     /// Schema-qualified: the executor's search_path is pg_catalog only.
-    fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         format!("SELECT * FROM public.{}($1)", self.func)
     }
 
     /// Lookups of `name` so far.
-    fn of(&self, name: &str) -> i64 {
+    pub(crate) fn of(&self, name: &str) -> i64 {
         cluster().count(
             "postgres",
             &format!(
@@ -177,7 +177,7 @@ impl LookupLog {
     /// asserts they are exactly `want`: a refetch may still be committing
     /// when the login it was for has already been answered.
     #[track_caller]
-    fn expect(&self, p: &Pooler, name: &str, want: i64, what: &str) {
+    pub(crate) fn expect(&self, p: &Pooler, name: &str, want: i64, what: &str) {
         let _ = poll(Duration::from_secs(5), || {
             (self.of(name) >= want).then_some(())
         });
@@ -188,7 +188,7 @@ impl LookupLog {
 /// Asserts the login was refused as a wrong password is: 28P01 and
 /// PostgreSQL's message, nothing that tells whether `user` exists.
 #[track_caller]
-fn assert_refused(p: &Pooler, r: &Result<Client, postgres::Error>, user: &str) {
+pub(crate) fn assert_refused(p: &Pooler, r: &Result<Client, postgres::Error>, user: &str) {
     assert_sqlstate(r, "28P01", &p.ctx());
     assert_eq!(
         db_message(r.as_ref().err().unwrap()).as_deref(),
@@ -199,7 +199,7 @@ fn assert_refused(p: &Pooler, r: &Result<Client, postgres::Error>, user: &str) {
 }
 
 #[track_caller]
-fn assert_whoami(p: &Pooler, user: &str, password: &str, db: &str, want: &str) {
+pub(crate) fn assert_whoami(p: &Pooler, user: &str, password: &str, db: &str, want: &str) {
     let mut c = p
         .try_connect(user, Some(password), db)
         .unwrap_or_else(|e| panic!("login as {user} to {db}: {e:?}{}", p.ctx()));
@@ -207,7 +207,7 @@ fn assert_whoami(p: &Pooler, user: &str, password: &str, db: &str, want: &str) {
 }
 
 /// The first message the pooler sends after a startup packet.
-fn first_reply(port: u16, user: &str, db: &str) -> Msg {
+pub(crate) fn first_reply(port: u16, user: &str, db: &str) -> Msg {
     let mut r = Raw::connect(port);
     r.send(&msg::startup(&[("user", user), ("database", db)]));
     r.read_msg().expect("a reply to the startup packet")

@@ -343,7 +343,11 @@ fn start_cluster() -> Result<PgCluster, String> {
         .map_err(|e| e.to_string())?;
     f.write_all(conf.as_bytes()).map_err(|e| e.to_string())?;
     // tls_only and tls_cert reach PostgreSQL over TLS only: what the
-    // server_tls tests need a real server to enforce.
+    // server_tls tests need a real server to enforce. Members of pt_scram
+    // must log in with SCRAM and members of pt_md5 with md5 (or SCRAM when
+    // their password is stored as SCRAM, as PostgreSQL's md5 method does):
+    // the passthrough tests' proof that the pooler really logged in as
+    // the client's own role.
     let hba = "hostssl all tls_only 127.0.0.1/32 md5\n\
                host all tls_only 127.0.0.1/32 reject\n\
                hostssl all tls_cert 127.0.0.1/32 cert\n\
@@ -351,6 +355,8 @@ fn start_cluster() -> Result<PgCluster, String> {
                local all postgres trust\n\
                host all trust_user 127.0.0.1/32 trust\n\
                host all trust_user ::1/128 trust\n\
+               host all +pt_scram 127.0.0.1/32 scram-sha-256\n\
+               host all +pt_md5 127.0.0.1/32 md5\n\
                host all all 127.0.0.1/32 md5\n\
                host all all ::1/128 md5\n";
     fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;
@@ -399,6 +405,8 @@ fn start_cluster() -> Result<PgCluster, String> {
          SET password_encryption = 'md5';
          CREATE ROLE md5_user LOGIN PASSWORD 'md5_pw';
          CREATE ROLE trust_user LOGIN;
+         CREATE ROLE pt_scram NOLOGIN;
+         CREATE ROLE pt_md5 NOLOGIN;
          GRANT ALL ON SCHEMA public TO PUBLIC;",
     )?;
     for db in ["app", "bench"] {

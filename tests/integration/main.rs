@@ -9,6 +9,7 @@ mod cli;
 mod drivers;
 mod extended;
 mod limits;
+mod passthrough;
 mod relay;
 mod signals;
 mod tls;
