@@ -2,9 +2,11 @@
 //! with no async runtime. `main.rs` only parses arguments; everything else lives here so
 //! tests can reach it.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod net;
 pub mod params;
 pub mod pool;

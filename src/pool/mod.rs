@@ -8,7 +8,9 @@
 //! (deregistered here, registered there); that hand-off is the price of global limits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::metrics::Histogram;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -153,8 +155,38 @@ pub struct PoolState {
     pub server_idle_timeout: Duration,
 }
 
+/// Traffic counters of one pool, bumped by whichever worker relays for it
+/// (relaxed atomics: a few per transaction, far below the syscalls they
+/// ride on) and summed per database by the admin console and /metrics.
+pub struct PoolStats {
+    pub xact_count: AtomicU64,
+    pub query_count: AtomicU64,
+    /// Bytes from clients / to clients.
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub xact_time: Histogram,
+    pub query_time: Histogram,
+    /// Time clients waited for a server.
+    pub wait_time: Histogram,
+}
+
+impl Default for PoolStats {
+    fn default() -> Self {
+        PoolStats {
+            xact_count: AtomicU64::new(0),
+            query_count: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            xact_time: Histogram::latency(),
+            query_time: Histogram::latency(),
+            wait_time: Histogram::latency(),
+        }
+    }
+}
+
 pub struct Pool {
     pub key: PoolKey,
+    pub stats: PoolStats,
     state: Mutex<PoolState>,
     /// Shared with every pool of the same database / user, for max_db_connections and
     /// max_user_connections.
@@ -460,6 +492,7 @@ impl Registry {
             db_count: counter(&self.db_counts, &key.database),
             user_count: counter(&self.user_counts, &spec.target.user),
             key: key.clone(),
+            stats: PoolStats::default(),
             state: Mutex::new(PoolState {
                 origin: spec.origin,
                 created_at: Instant::now(),

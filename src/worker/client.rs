@@ -391,6 +391,12 @@ impl Worker {
         let user = c.user.clone();
         c.secrets = auth.clone().map(Box::new);
         c.state = ClientState::Auth;
+        c.auth_source = match method {
+            HbaMethod::Trust => "trust",
+            HbaMethod::Cert => "cert",
+            _ if c.fetched.is_some() => "auth_query",
+            _ => "config",
+        };
         self.scratch.clear();
         match method {
             HbaMethod::Trust | HbaMethod::Cert => {

@@ -33,8 +33,11 @@ macro_rules! server_at {
 
 mod buf;
 mod client;
+mod report;
 pub mod relay;
 mod server;
+
+pub use report::{ClientInfo, ServerInfo, WorkerReport};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -97,6 +100,8 @@ pub enum WorkerMsg {
     },
     /// Open one server for this pool (capacity already reserved).
     Launch(Arc<Pool>),
+    /// Describe every client and server of this worker (admin console, metrics).
+    Report(std::sync::mpsc::SyncSender<WorkerReport>),
     /// The auth_query lookup a client of ours was waiting for answered.
     AuthQueryDone {
         client: ConnRef,
@@ -256,6 +261,8 @@ pub struct Client {
     /// The auth_query secret `secrets` came from, to refetch against and to
     /// pick the client's pool.
     fetched: Option<Arc<crate::auth::auth_query::Secret>>,
+    /// How it authenticated, for the admin console: config, auth_query, trust, cert.
+    auth_source: &'static str,
     /// Draining: close at this time unless the client sends a request first.
     drain_at: Option<Instant>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
@@ -537,6 +544,7 @@ impl Worker {
                 tls: None,
                 secrets: None,
                 fetched: None,
+                auth_source: "",
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
@@ -570,6 +578,7 @@ impl Worker {
                 WorkerMsg::Cancel { client } => self.cancel_client(client),
                 WorkerMsg::Launch(pool) => self.launch_server(pool),
                 WorkerMsg::AuthQueryDone { client, result } => self.lookup_done(client, result),
+                WorkerMsg::Report(reply) => self.send_report(reply),
                 WorkerMsg::Shutdown(mode) => self.begin_shutdown(mode),
             }
         }
@@ -743,10 +752,15 @@ impl Worker {
                 sock: &mut c.stream,
                 tls: c.tls.as_deref_mut(),
             };
+            let before = c.inbuf.len();
             let outcome = c.inbuf.read_from(&mut self.bufs, &mut io);
             match outcome {
                 Ok(ReadOutcome::Data) => {
                     c.last_activity = Instant::now();
+                    if let Some(pool) = &c.pool {
+                        let n = c.inbuf.len().saturating_sub(before) as u64;
+                        pool.stats.received.fetch_add(n, Ordering::Relaxed);
+                    }
                     self.process_client(cref);
                 }
                 Ok(ReadOutcome::WouldBlock) => {
@@ -779,6 +793,7 @@ impl Worker {
             sock: &mut c.stream,
             tls: c.tls.as_deref_mut(),
         };
+        let before = c.outbuf.len();
         let written = c.outbuf.write_to(&mut io).and_then(|all| {
             // TLS records rustls still holds go out now or on the next writable event.
             match io.flush() {
@@ -787,6 +802,10 @@ impl Worker {
                 Err(e) => Err(e),
             }
         });
+        if let Some(pool) = &c.pool {
+            let n = before.saturating_sub(c.outbuf.len()) as u64;
+            pool.stats.sent.fetch_add(n, Ordering::Relaxed);
+        }
         match written {
             Ok(_) => {
                 let drained = c.outbuf.len() <= relay::HIGH_WATER / 2;
