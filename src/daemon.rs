@@ -110,6 +110,13 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         }
         unix_socket = Some(sock_path);
     }
+    let metrics = match snap.config.metrics.listen.as_str() {
+        "" => None,
+        addr => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| StartError::Listen(format!("[metrics] listen {addr}: {e}")))?,
+        ),
+    };
     let shared = Arc::new(Shared::new(snap.clone()));
     let mut built = Vec::new();
     let mut handles = Vec::new();
@@ -129,6 +136,14 @@ pub fn run(path: &Path) -> Result<(), StartError> {
             .spawn(move || w.run())
             .map_err(|e| StartError::Thread(format!("worker {i}: {e}")))?;
         threads.push(t);
+    }
+    if let Some(listener) = metrics {
+        let shared = shared.clone();
+        // Not joined: it blocks in accept and ends with the process.
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || crate::control::serve_metrics(shared, listener))
+            .map_err(|e| StartError::Thread(format!("metrics: {e}")))?;
     }
     log::info!(
         "pooler {} listening on {}{} with {workers} workers",
@@ -187,42 +202,63 @@ pub fn run(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Loads the config file again (with `[section] key = value` replaced first, for the
+/// admin console's SET) and installs it: SIGHUP, RELOAD and SET all come here, one at a
+/// time. On error the running config stays and the error says why.
+pub fn reload(
+    shared: &Shared,
+    path: &Path,
+    set: Option<(&crate::config::settings::Setting, toml::Value)>,
+) -> Result<(), String> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let old = shared.snapshot();
+    let config = match set {
+        None => Config::load(path).map_err(|e| e.to_string())?,
+        Some((setting, value)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+            let section = setting.section.header().trim_matches(['[', ']']);
+            let entry = table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(setting.name.to_owned(), value);
+            }
+            let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+            Config::parse(&text, path).map_err(|e| e.to_string())?
+        }
+    };
+    let snap = Arc::new(Snapshot::build(config, Some(&old))?);
+    for key in old.config.restart_needed_for(&snap.config) {
+        log::warn!("reload: {key} changed; it takes effect only after a restart");
+    }
+    crate::set_log_level(&snap.config.pooler.log_level);
+    *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+    shared
+        .registry
+        .reconfigure(|key, current| snap.spec_under(key, current));
+    let (a, b) = (&old.config.tls, &snap.config.tls);
+    let server_tls_changed = a.server_tls_mode != b.server_tls_mode
+        || a.server_tls_ca_file != b.server_tls_ca_file
+        || a.server_tls_cert_file != b.server_tls_cert_file
+        || a.server_tls_key_file != b.server_tls_key_file;
+    if server_tls_changed {
+        log::info!("reload: server TLS settings changed; servers reconnect as they are released");
+        shared.registry.retire_all_servers();
+    }
+    shared.broadcast(|| WorkerMsg::Reload(snap.clone()));
+    log::info!("configuration reloaded from {}", path.display());
+    Ok(())
+}
+
 impl Daemon {
     fn reload(&mut self) {
-        let old = self.shared.snapshot();
-        let snap = match load_snapshot(&self.path, Some(&old)) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                log::error!("reload refused, keeping the running configuration: {e}");
-                return;
-            }
-        };
-        for key in old.config.restart_needed_for(&snap.config) {
-            log::warn!("reload: {key} changed; it takes effect only after a restart");
+        match reload(&self.shared, &self.path, None) {
+            Ok(()) => self.janitor(),
+            Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),
         }
-        crate::set_log_level(&snap.config.pooler.log_level);
-        *self
-            .shared
-            .snapshot
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = snap.clone();
-        self.shared
-            .registry
-            .reconfigure(|key, current| snap.spec_under(key, current));
-        let (a, b) = (&old.config.tls, &snap.config.tls);
-        let server_tls_changed = a.server_tls_mode != b.server_tls_mode
-            || a.server_tls_ca_file != b.server_tls_ca_file
-            || a.server_tls_cert_file != b.server_tls_cert_file
-            || a.server_tls_key_file != b.server_tls_key_file;
-        if server_tls_changed {
-            log::info!(
-                "reload: server TLS settings changed; servers reconnect as they are released"
-            );
-            self.shared.registry.retire_all_servers();
-        }
-        self.shared.broadcast(|| WorkerMsg::Reload(snap.clone()));
-        log::info!("configuration reloaded from {}", self.path.display());
-        self.janitor();
     }
 
     fn begin_shutdown(&mut self, mode: ShutdownMode) {

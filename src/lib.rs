@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod metrics;
 pub mod net;

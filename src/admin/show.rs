@@ -249,7 +249,7 @@ pub struct ClientRow {
     /// How the client's password was checked: [`Source::as_str`] names, or
     /// NULL (`None`) when no stored password was involved (trust, or not
     /// logged in yet).
-    pub auth_source: Option<Source>,
+    pub auth_source: &'static str,
     /// The linked server; makes `link`.
     pub server_id: Option<u64>,
 }
@@ -280,7 +280,7 @@ impl ShowRow for ClientRow {
             Value::text(&self.application_name),
             Value::uint(self.prepared_statements),
             Value::uint(self.id),
-            Value::opt_text(self.auth_source.map(Source::as_str)),
+            Value::text(self.auth_source),
             self.server_id.map_or(Value::Null, Value::uint),
         ]
     }
@@ -890,7 +890,7 @@ mod tests {
             application_name: "psql".into(),
             prepared_statements: 3,
             id: 7,
-            auth_source: Some(Source::Config),
+            auth_source: "config",
             server_id: Some(9),
         }
     }

@@ -406,6 +406,31 @@ impl Pool {
         expired
     }
 
+    /// Every idle server, removed from the pool for the caller to close (the
+    /// admin console's KILL).
+    pub fn take_all_idle(&self) -> Vec<ServerConn> {
+        let mut st = self.lock();
+        let all: Vec<ServerConn> = st.idle.drain(..).collect();
+        for _ in 0..all.len() {
+            self.forget_server(&mut st);
+        }
+        all
+    }
+
+    /// Servers open now close at their next release, idle ones at the next
+    /// janitor pass (RECONNECT).
+    pub fn retire_servers(&self) {
+        let mut st = self.lock();
+        st.generation += 1;
+        st.scram_keys = None;
+    }
+
+    /// Reads the idle servers without taking them (the admin console).
+    pub fn with_idle<R>(&self, f: impl FnOnce(&PoolState, &[ServerConn]) -> R) -> R {
+        let st = self.lock();
+        f(&st, &st.idle)
+    }
+
     pub fn counts(&self) -> (usize, u32, usize) {
         let st = self.lock();
         (st.idle.len(), st.total, st.waiters.len())
@@ -418,6 +443,9 @@ pub struct Registry {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     db_counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
     user_counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Dynamic pools made and dropped (idle, or retired by a reload), for /metrics.
+    pub dynamic_created: AtomicU64,
+    pub dynamic_destroyed: AtomicU64,
 }
 
 /// What a pool is made from: everything a snapshot of the config decides for it.
@@ -512,6 +540,9 @@ impl Registry {
                 server_idle_timeout: spec.server_idle_timeout,
             }),
         });
+        if matches!(pool.lock().origin, PoolOrigin::Dynamic { .. }) {
+            self.dynamic_created.fetch_add(1, Ordering::Relaxed);
+        }
         pools.insert(key, pool.clone());
         pool
     }
@@ -540,6 +571,7 @@ impl Registry {
                 !idle_timeout.is_zero() && now.saturating_duration_since(since) >= idle_timeout;
             if dynamic && expired {
                 collected.push(key.clone());
+                self.dynamic_destroyed.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
             true
@@ -583,6 +615,9 @@ impl Registry {
                     st.server_idle_timeout = spec.server_idle_timeout;
                 }
                 None => {
+                    if !st.removed && matches!(st.origin, PoolOrigin::Dynamic { .. }) {
+                        self.dynamic_destroyed.fetch_add(1, Ordering::Relaxed);
+                    }
                     st.removed = true;
                     if st.total == 0 && st.waiters.is_empty() {
                         gone.insert(key.clone());

@@ -12,6 +12,7 @@ use crate::auth::random::fill_random;
 use crate::auth::scram::{ChannelBinding, ScramSecret, ScramServer, MECHANISM, MECHANISM_PLUS};
 use crate::config::AuthType;
 use crate::config::ClientTlsMode;
+use crate::control::AdminRole;
 use crate::net::tls::{self, HandshakeProgress, TlsStream};
 use crate::net::Stream;
 use crate::params;
@@ -144,6 +145,11 @@ impl Worker {
         };
         match tls.handshake_step(&mut c.stream) {
             Ok(HandshakeProgress::Done) => {
+                self.shared
+                    .control
+                    .counters
+                    .tls_handshakes
+                    .fetch_add(1, Ordering::Relaxed);
                 c.state = ClientState::Startup;
                 c.readable = true;
                 true
@@ -238,6 +244,19 @@ impl Worker {
             );
             return;
         }
+        if crate::admin::is_admin_database(&database) {
+            self.admin_login(cref, &database, &user);
+            return;
+        }
+        if self.shared.control.is_disabled(&database) {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                &format!("database \"{database}\" does not allow connections (DISABLE)"),
+            );
+            return;
+        }
         if !self.snap.config.databases.contains_key(&database) {
             self.fail_client(
                 cref,
@@ -266,6 +285,42 @@ impl Worker {
             return;
         }
         let auth = self.snap.users.get(&user).cloned();
+        self.begin_auth(cref, method, auth);
+    }
+
+    /// The console admits `admin_users` and `stats_users`, authenticated like
+    /// any static user (and by hba rules naming the console's database).
+    fn admin_login(&mut self, cref: ConnRef, database: &str, user: &str) {
+        let p = &self.snap.config.pooler;
+        let role = if p.admin_users.iter().any(|u| u == user) {
+            AdminRole::Admin
+        } else if p.stats_users.iter().any(|u| u == user) {
+            AdminRole::Stats
+        } else {
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::INVALID_AUTHORIZATION,
+                &format!("user \"{user}\" is not allowed to use the admin console"),
+            );
+            return;
+        };
+        let method = match self.auth_method(cref, database, user) {
+            Ok(m) => m,
+            Err(message) => {
+                self.fail_client(
+                    cref,
+                    Severity::Fatal,
+                    sqlstate::INVALID_AUTHORIZATION,
+                    &message,
+                );
+                return;
+            }
+        };
+        if let Some(c) = client_at!(self, cref) {
+            c.admin = Some(role);
+        }
+        let auth = self.snap.users.get(user).cloned();
         self.begin_auth(cref, method, auth);
     }
 
@@ -581,6 +636,11 @@ impl Worker {
     }
 
     fn refuse_password(&mut self, cref: ConnRef) {
+        self.shared
+            .control
+            .counters
+            .auth_failed
+            .fetch_add(1, Ordering::Relaxed);
         let user = client_at!(self, cref)
             .map(|c| c.user.clone())
             .unwrap_or_default();
@@ -749,9 +809,18 @@ impl Worker {
     /// Authentication succeeded: join the pool and greet the client.
     fn login_ok(&mut self, cref: ConnRef) {
         let snap = self.snap.clone();
+        self.shared
+            .control
+            .counters
+            .auth_ok
+            .fetch_add(1, Ordering::Relaxed);
         let Some(c) = client_at!(self, cref) else {
             return;
         };
+        if c.admin.is_some() {
+            self.admin_welcome(cref);
+            return;
+        }
         let login = match &c.fetched {
             Some(secret) => Login::AuthQuery(secret),
             None => Login::Static,

@@ -31,13 +31,14 @@ macro_rules! server_at {
     }};
 }
 
+mod admin;
 mod buf;
 mod client;
-mod report;
 pub mod relay;
+mod report;
 mod server;
 
-pub use report::{ClientInfo, ServerInfo, WorkerReport};
+pub use report::{describe_idle, wall, ClientInfo, ServerInfo, WorkerReport};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -100,6 +101,15 @@ pub enum WorkerMsg {
     },
     /// Open one server for this pool (capacity already reserved).
     Launch(Arc<Pool>),
+    /// The answer to an admin console query of one of our clients.
+    AdminReply {
+        client: ConnRef,
+        bytes: Vec<u8>,
+    },
+    /// RESUME: clients held by PAUSE ask for servers again.
+    Resume,
+    /// KILL db: close its clients and servers now.
+    Kill(String),
     /// Describe every client and server of this worker (admin console, metrics).
     Report(std::sync::mpsc::SyncSender<WorkerReport>),
     /// The auth_query lookup a client of ours was waiting for answered.
@@ -143,6 +153,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Workers still running their loop; the main thread exits when it reaches zero.
     pub running: AtomicUsize,
+    /// PAUSE / DISABLE state and event counters.
+    pub control: crate::control::ControlState,
 }
 
 impl Shared {
@@ -156,6 +168,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             draining: AtomicBool::new(false),
             running: AtomicUsize::new(0),
+            control: crate::control::ControlState::default(),
         }
     }
 
@@ -196,6 +209,10 @@ pub enum ClientState {
     /// Waiting for the database's auth_query to look the user up (before the
     /// exchange, or to re-check a password after a refetch).
     AuthQuery,
+    /// Logged in to the admin console, between commands.
+    Admin,
+    /// An admin command is running on a helper thread; input waits.
+    AdminBusy,
     /// Authenticated, waiting for a first server to learn the parameters to report.
     WaitingLogin,
     /// Logged in, no server.
@@ -263,6 +280,8 @@ pub struct Client {
     fetched: Option<Arc<crate::auth::auth_query::Secret>>,
     /// How it authenticated, for the admin console: config, auth_query, trust, cert.
     auth_source: &'static str,
+    /// Connected to the admin console, with these rights.
+    admin: Option<crate::control::AdminRole>,
     /// Draining: close at this time unless the client sends a request first.
     drain_at: Option<Instant>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
@@ -298,9 +317,39 @@ pub struct Server {
     hold_client: bool,
     deadline: Option<Instant>,
     login: server::Login,
+    /// When the client's current request / transaction began, for the
+    /// query and transaction time statistics.
+    query_started: Option<Instant>,
+    xact_started: Option<Instant>,
 }
 
 impl Server {
+    fn count_queries(&mut self, ev: &relay::ServerEvents) {
+        let now = Instant::now();
+        let stats = &self.pool.stats;
+        let busy = !self.tracker.is_empty();
+        stats
+            .query_count
+            .fetch_add(u64::from(ev.queries), Ordering::Relaxed);
+        if let Some(t) = self.query_started.take() {
+            stats.query_time.observe(now.saturating_duration_since(t));
+        }
+        if busy {
+            self.query_started = Some(now);
+        }
+        if ev.xacts > 0 {
+            stats
+                .xact_count
+                .fetch_add(u64::from(ev.xacts), Ordering::Relaxed);
+            if let Some(t) = self.xact_started.take() {
+                stats.xact_time.observe(now.saturating_duration_since(t));
+            }
+            if busy {
+                self.xact_started = Some(now);
+            }
+        }
+    }
+
     fn new(
         generation: u32,
         conn: Box<ServerConn>,
@@ -326,6 +375,8 @@ impl Server {
             hold_client: false,
             deadline,
             login: server::Login::default(),
+            query_started: None,
+            xact_started: None,
         }
     }
 
@@ -373,6 +424,8 @@ pub struct Worker {
     deferred_servers: Vec<ConnRef>,
     shutdown: Option<ShutdownMode>,
     last_tick: Instant,
+    /// Clients PAUSE holds, to ask for servers again at RESUME.
+    held: Vec<ConnRef>,
 }
 
 impl Worker {
@@ -409,6 +462,7 @@ impl Worker {
                 deferred_servers: Vec::new(),
                 shutdown: None,
                 last_tick: Instant::now(),
+                held: Vec::new(),
             },
             WorkerHandle { tx, waker },
         ))
@@ -512,6 +566,11 @@ impl Worker {
             };
             let generation = self.next_gen();
             let now = Instant::now();
+            self.shared
+                .control
+                .counters
+                .accepted
+                .fetch_add(1, Ordering::Relaxed);
             let entry = self.clients.vacant_entry();
             let index = entry.key();
             let mut client = Client {
@@ -545,6 +604,7 @@ impl Worker {
                 secrets: None,
                 fetched: None,
                 auth_source: "",
+                admin: None,
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
@@ -579,6 +639,9 @@ impl Worker {
                 WorkerMsg::Launch(pool) => self.launch_server(pool),
                 WorkerMsg::AuthQueryDone { client, result } => self.lookup_done(client, result),
                 WorkerMsg::Report(reply) => self.send_report(reply),
+                WorkerMsg::AdminReply { client, bytes } => self.admin_reply(client, bytes),
+                WorkerMsg::Resume => self.resume_held(),
+                WorkerMsg::Kill(db) => self.kill_database(&db),
                 WorkerMsg::Shutdown(mode) => self.begin_shutdown(mode),
             }
         }
@@ -717,9 +780,10 @@ impl Worker {
 
     fn client_wants_input(c: &Client) -> bool {
         match c.state {
-            ClientState::Waiting | ClientState::WaitingLogin | ClientState::AuthQuery => {
-                c.inbuf.len() < WAITING_INPUT_LIMIT
-            }
+            ClientState::Waiting
+            | ClientState::WaitingLogin
+            | ClientState::AuthQuery
+            | ClientState::AdminBusy => c.inbuf.len() < WAITING_INPUT_LIMIT,
             _ => true,
         }
     }
@@ -846,7 +910,11 @@ impl Worker {
             ClientState::Startup => self.client_startup(cref),
             ClientState::TlsHandshake => {}
             ClientState::Auth => self.client_auth(cref),
-            ClientState::WaitingLogin | ClientState::Waiting | ClientState::AuthQuery => {}
+            ClientState::WaitingLogin
+            | ClientState::Waiting
+            | ClientState::AuthQuery
+            | ClientState::AdminBusy => {}
+            ClientState::Admin => self.admin_input(cref),
             ClientState::Idle => self.client_idle_input(cref),
             ClientState::Linked => self.relay_client(cref),
         }
@@ -887,6 +955,10 @@ impl Worker {
             c.state = ClientState::Waiting;
         }
         c.wait_started = Instant::now();
+        if self.shared.control.is_paused(&c.database) {
+            self.held.push(cref);
+            return;
+        }
         loop {
             match pool.checkout(Waiter {
                 worker,
@@ -939,9 +1011,15 @@ impl Worker {
             max_prepared,
         };
         let hold = s.hold_client;
+        let was_idle = s.tracker.is_empty();
         let mut cs = c.relay_side();
         let mut ss = s.relay_side();
         let result = relay::client_to_server(&mut cs, &mut ss, &mut ctx, hold);
+        if was_idle && !s.tracker.is_empty() {
+            let now = Instant::now();
+            s.query_started = Some(now);
+            s.xact_started.get_or_insert(now);
+        }
         match result {
             Ok(relay::ClientFlow::Idle) => {}
             Ok(relay::ClientFlow::Terminate) => {
@@ -1131,6 +1209,9 @@ impl Worker {
             }
             return;
         }
+        if ev.queries > 0 {
+            s.count_queries(&ev);
+        }
         let cref = s.client;
         if ev.internal_done {
             s.hold_client = false;
@@ -1264,6 +1345,9 @@ impl Worker {
         };
         c.state = ClientState::Linked;
         c.server = Some(sref);
+        if let Some(pool) = &c.pool {
+            pool.stats.wait_time.observe(c.wait_started.elapsed());
+        }
         if welcome {
             let defaults = c
                 .pool
@@ -1474,6 +1558,25 @@ impl Worker {
     // ---- closing clients --------------------------------------------------------
 
     fn fail_client(&mut self, cref: ConnRef, severity: Severity, code: &str, message: &str) {
+        let counters = &self.shared.control.counters;
+        counters.error(code);
+        let logging_in = client_at!(self, cref).is_some_and(|c| {
+            matches!(
+                c.state,
+                ClientState::Startup
+                    | ClientState::TlsHandshake
+                    | ClientState::Auth
+                    | ClientState::AuthQuery
+            )
+        });
+        if logging_in {
+            let counters = &self.shared.control.counters;
+            let reason = match code {
+                sqlstate::TOO_MANY_CONNECTIONS => &counters.rejected_too_many,
+                _ => &counters.rejected_login,
+            };
+            reason.fetch_add(1, Ordering::Relaxed);
+        }
         self.scratch.clear();
         protocol::error_response(&mut self.scratch, severity, code, message);
         let bytes = std::mem::take(&mut self.scratch);
@@ -1689,6 +1792,7 @@ impl Worker {
                         ));
                     }
                 }
+                ClientState::Admin | ClientState::AdminBusy => {}
                 ClientState::Idle => {
                     if !client_idle.is_zero() && now.duration_since(c.last_activity) > client_idle {
                         expired.push((

@@ -492,6 +492,10 @@ pub struct ServerEvents {
     pub internal_error: Option<protocol::ErrorFields>,
     /// A FATAL error was relayed: the server will close.
     pub fatal: bool,
+    /// ReadyForQuery answers to the client's requests relayed, and how many of
+    /// them ended a transaction (status back to idle).
+    pub queries: u32,
+    pub xacts: u32,
 }
 
 fn needs_whole(tag: u8) -> bool {
@@ -551,6 +555,11 @@ pub fn server_to_client(
                 if s.tracker.pop() == Some(Pending::Internal) {
                     ev.internal_done = true;
                     forward = false;
+                } else {
+                    ev.queries += 1;
+                    if status == b'I' {
+                        ev.xacts += 1;
+                    }
                 }
             }
             backend::ERROR_RESPONSE => {

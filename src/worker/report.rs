@@ -8,12 +8,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{ClientState, ServerState, Worker};
 use crate::net::Stream;
+use crate::pool::{PoolKey, ServerConn};
 
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub id: u64,
     pub database: String,
     pub user: String,
+    /// The user of the pool it joined (server_user in shared auth_query pools).
+    pub pool_user: Option<String>,
+    /// Logged in to the admin console.
+    pub admin: bool,
     /// PgBouncer's names: active (logged in, idle or linked), waiting, login.
     pub state: &'static str,
     /// Our finer state: startup, tls, auth, auth_query, idle, waiting, linked.
@@ -72,7 +77,9 @@ pub fn wall(t: Instant, now: Instant, now_wall: SystemTime) -> SystemTime {
 fn split_addr(addr: &str) -> (String, u16) {
     match addr.rsplit_once(':') {
         Some((host, port)) => (
-            host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port.parse().unwrap_or(0),
         ),
         None => (addr.to_owned(), 0),
@@ -99,6 +106,30 @@ fn peer_of(stream: &Stream) -> (String, u16) {
     }
 }
 
+/// An idle server, which waits in its pool and belongs to no worker.
+pub fn describe_idle(s: &ServerConn, key: &PoolKey, pool_generation: u64) -> ServerInfo {
+    let (now, now_wall) = (Instant::now(), SystemTime::now());
+    let (addr, port) = peer_of(&s.stream);
+    let (local_addr, local_port) = local_of(&s.stream);
+    ServerInfo {
+        id: s.id,
+        database: key.database.clone(),
+        user: key.user.clone(),
+        state: "idle",
+        addr,
+        port,
+        local_addr,
+        local_port,
+        connect_time: wall(s.created, now, now_wall),
+        request_time: wall(s.last_used, now, now_wall),
+        backend_pid: s.backend_pid,
+        tls: s.tls.is_some(),
+        prepared_statements: s.prepared.len(),
+        client_id: None,
+        close_needed: s.generation != pool_generation,
+    }
+}
+
 impl Worker {
     pub(super) fn send_report(&self, reply: SyncSender<WorkerReport>) {
         let _ = reply.send(self.report());
@@ -115,7 +146,9 @@ impl Worker {
                 ClientState::AuthQuery => ("login", "auth_query"),
                 ClientState::WaitingLogin => ("waiting", "waiting"),
                 ClientState::Waiting => ("waiting", "waiting"),
-                ClientState::Idle => ("active", "idle"),
+                ClientState::Idle | ClientState::Admin | ClientState::AdminBusy => {
+                    ("active", "idle")
+                }
                 ClientState::Linked => ("active", "linked"),
             };
             let (addr, port) = split_addr(&c.peer);
@@ -123,12 +156,18 @@ impl Worker {
             let waiting = matches!(c.state, ClientState::Waiting | ClientState::WaitingLogin);
             let server_id = c
                 .server
-                .and_then(|s| self.servers.get(s.index).filter(|x| x.generation == s.generation))
+                .and_then(|s| {
+                    self.servers
+                        .get(s.index)
+                        .filter(|x| x.generation == s.generation)
+                })
                 .map(|s| s.conn.id);
             out.clients.push(ClientInfo {
                 id: c.id,
                 database: c.database.clone(),
                 user: c.user.clone(),
+                pool_user: c.pool.as_ref().map(|p| p.key.user.clone()),
+                admin: c.admin.is_some(),
                 state,
                 detail,
                 addr,
@@ -163,7 +202,11 @@ impl Worker {
             let (local_addr, local_port) = local_of(&s.conn.stream);
             let client_id = s
                 .client
-                .and_then(|c| self.clients.get(c.index).filter(|x| x.generation == c.generation))
+                .and_then(|c| {
+                    self.clients
+                        .get(c.index)
+                        .filter(|x| x.generation == c.generation)
+                })
                 .map(|c| c.id);
             let close_needed = s.conn.generation != s.pool.lock().generation;
             out.servers.push(ServerInfo {

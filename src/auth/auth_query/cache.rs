@@ -122,6 +122,8 @@ pub struct EntryInfo {
     /// A fetch is in flight (a first fetch or a refetch).
     pub fetching: bool,
     pub waiters: usize,
+    /// Start of the latest fetch, first or refetch.
+    pub last_fetch: Instant,
 }
 
 /// Counters since the cache was created; reload keeps them.
@@ -419,6 +421,7 @@ impl<W> AuthCache<W> {
                     fetched_at,
                     expires_at,
                     fetching: e.inflight.is_some(),
+                    last_fetch: e.last_fetch,
                     waiters: e.inflight.as_ref().map_or(0, |f| f.waiters.len()),
                 }
             })
