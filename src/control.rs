@@ -657,10 +657,15 @@ fn show(shared: &Shared, target: ShowTarget) -> admin::ResultSet {
             let clients: Vec<_> = reports.iter().flat_map(|r| &r.clients).collect();
             let pools = shared.registry.all();
             let servers: u64 = pools.iter().map(|p| u64::from(p.counts().1)).sum();
-            let users: HashSet<&str> = clients.iter().map(|c| c.user.as_str()).collect();
+            let users: HashSet<&str> = config
+                .users
+                .keys()
+                .map(String::as_str)
+                .chain(pools.iter().map(|p| p.key.user.as_str()))
+                .collect();
             Lists {
                 databases: config.databases.len() as u64,
-                users: (config.users.len().max(users.len())) as u64,
+                users: users.len() as u64,
                 pools: pools.len() as u64,
                 free_clients: 0,
                 used_clients: clients.iter().filter(|c| c.state != "login").count() as u64,

@@ -74,13 +74,9 @@ pub use show::{
     UserRow,
 };
 
-/// Names clients may connect to for the console: ours, and PgBouncer's so
-/// that tools that hard-code it work.
-pub const ADMIN_DATABASES: &[&str] = &[crate::config::ADMIN_DATABASE, "pgbouncer"];
-
 /// Whether a client's `database` startup parameter asks for the console.
-pub fn is_admin_database(name: &str) -> bool {
-    ADMIN_DATABASES.contains(&name)
+pub fn is_admin_database(config: &crate::config::PoolerConfig, name: &str) -> bool {
+    name == crate::config::ADMIN_DATABASE || config.admin_aliases.iter().any(|a| a == name)
 }
 
 /// SQLSTATEs the console sends (PostgreSQL's errcodes.txt names).
@@ -128,10 +124,13 @@ mod tests {
 
     #[test]
     fn admin_database_names() {
-        assert!(is_admin_database("pooler"));
-        assert!(is_admin_database("pgbouncer"));
-        assert!(!is_admin_database("Pooler"));
-        assert!(!is_admin_database("app"));
+        let config = crate::config::Config::parse("[pooler]\n", std::path::Path::new("x.conf"))
+            .expect("defaults parse");
+        let p = &config.pooler;
+        assert!(is_admin_database(p, "pooler"));
+        assert!(is_admin_database(p, "pgbouncer"));
+        assert!(!is_admin_database(p, "Pooler"));
+        assert!(!is_admin_database(p, "app"));
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub struct PoolerConfig {
     pub hba_file: String,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
+    /// Names besides `pooler` that reach the admin console.
+    pub admin_aliases: Vec<String>,
     pub pool_mode: PoolMode,
     pub default_pool_size: u32,
     pub min_pool_size: u32,
@@ -533,6 +535,7 @@ impl Config {
             (Section::Pooler, "hba_file") => text(&p.hba_file),
             (Section::Pooler, "admin_users") => Some(List(p.admin_users.clone())),
             (Section::Pooler, "stats_users") => Some(List(p.stats_users.clone())),
+            (Section::Pooler, "admin_aliases") => Some(List(p.admin_aliases.clone())),
             (Section::Pooler, "pool_mode") => text(p.pool_mode.as_str()),
             (Section::Pooler, "default_pool_size") => int(p.default_pool_size.into()),
             (Section::Pooler, "min_pool_size") => int(p.min_pool_size.into()),

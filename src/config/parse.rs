@@ -587,6 +587,7 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         hba_file: p.required("hba_file")?,
         admin_users: p.required("admin_users")?,
         stats_users: p.required("stats_users")?,
+        admin_aliases: p.required("admin_aliases")?,
         pool_mode: p.required("pool_mode")?,
         default_pool_size: p.required("default_pool_size")?,
         min_pool_size: p.required("min_pool_size")?,

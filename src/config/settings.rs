@@ -198,6 +198,8 @@ pub static SETTINGS: &[Setting] = &[
         "users that may run every admin console command"),
     setting(Pooler, "stats_users", Kind::StrList, "[]", true,
         "users that may run the admin console's SHOW commands"),
+    setting(Pooler, "admin_aliases", Kind::StrList, "[\"pgbouncer\"]", true,
+        "more names of the admin console's database, for tools that hard-code PgBouncer's"),
     setting(Pooler, "pool_mode", Kind::Enum(PoolMode::NAMES), "\"transaction\"", true,
         "when a server is returned to the pool, unless a database or user overrides it"),
     setting(Pooler, "default_pool_size", int(1, POOL_SIZE_MAX), "20", true,

@@ -244,7 +244,7 @@ impl Worker {
             );
             return;
         }
-        if crate::admin::is_admin_database(&database) {
+        if crate::admin::is_admin_database(&self.snap.config.pooler, &database) {
             self.admin_login(cref, &database, &user);
             return;
         }
