@@ -62,13 +62,23 @@ pub struct Counters {
     pub rejected_too_many: AtomicU64,
     pub rejected_login: AtomicU64,
     pub tls_handshakes: AtomicU64,
-    pub auth_ok: AtomicU64,
-    pub auth_failed: AtomicU64,
+    /// Logins by (method, "success" | "failure").
+    auth: Mutex<HashMap<(&'static str, &'static str), u64>>,
     /// ErrorResponses the pooler itself sent, by SQLSTATE class.
     errors: Mutex<HashMap<String, u64>>,
 }
 
 impl Counters {
+    pub fn auth(&self, method: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        *self
+            .auth
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method, result))
+            .or_default() += 1;
+    }
+
     pub fn error(&self, sqlstate: &str) {
         let class = sqlstate.get(..2).unwrap_or("??").to_owned();
         *self
@@ -927,14 +937,19 @@ pub fn render_metrics(shared: &Shared) -> String {
         "Completed client TLS handshakes.",
         &[(&[][..], load(&c.tls_handshakes))],
     );
-    e.counter(
-        "pooler_auth_total",
-        "Client authentications by result.",
-        &[
-            (&[("result", "success")][..], load(&c.auth_ok)),
-            (&[("result", "failure")][..], load(&c.auth_failed)),
-        ],
-    );
+    {
+        let auth = c.auth.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut rows: Vec<_> = auth.into_iter().collect();
+        rows.sort();
+        let mut f = e.family(
+            "pooler_auth_total",
+            "Client authentications by method and result.",
+            Kind::Counter,
+        );
+        for ((method, result), n) in rows {
+            f.sample(&[("method", method), ("result", result)], n);
+        }
+    }
     {
         let errors = c.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut classes: Vec<_> = errors.into_iter().collect();
@@ -1024,15 +1039,24 @@ pub fn render_metrics(shared: &Shared) -> String {
             f.sample(&[("database", db)], n);
         }
     }
-    e.counter(
-        "pooler_auth_query_dynamic_pools_created_total",
-        "Per-user passthrough pools created.",
-        &[(&[][..], load(&shared.registry.dynamic_created))],
-    );
-    e.counter(
-        "pooler_auth_query_dynamic_pools_destroyed_total",
-        "Per-user passthrough pools dropped (idle or retired by a reload).",
-        &[(&[][..], load(&shared.registry.dynamic_destroyed))],
-    );
+    let counts = shared.registry.dynamic_counts();
+    for (name, help, created) in [
+        (
+            "pooler_auth_query_dynamic_pools_created_total",
+            "Per-user passthrough pools created.",
+            true,
+        ),
+        (
+            "pooler_auth_query_dynamic_pools_destroyed_total",
+            "Per-user passthrough pools dropped (idle, or retired by a reload).",
+            false,
+        ),
+    ] {
+        let mut f = e.family(name, help, Kind::Counter);
+        for (db, _) in &aq {
+            let (c, d) = counts.get(db.as_str()).copied().unwrap_or_default();
+            f.sample(&[("database", db)], if created { c } else { d });
+        }
+    }
     e.into_string()
 }

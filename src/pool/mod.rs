@@ -444,8 +444,8 @@ pub struct Registry {
     db_counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
     user_counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// Dynamic pools made and dropped (idle, or retired by a reload), for /metrics.
-    pub dynamic_created: AtomicU64,
-    pub dynamic_destroyed: AtomicU64,
+    /// Per database: (created, destroyed).
+    dynamic_counts: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 /// What a pool is made from: everything a snapshot of the config decides for it.
@@ -541,7 +541,7 @@ impl Registry {
             }),
         });
         if matches!(pool.lock().origin, PoolOrigin::Dynamic { .. }) {
-            self.dynamic_created.fetch_add(1, Ordering::Relaxed);
+            self.count_dynamic(&key.database, true);
         }
         pools.insert(key, pool.clone());
         pool
@@ -571,12 +571,33 @@ impl Registry {
                 !idle_timeout.is_zero() && now.saturating_duration_since(since) >= idle_timeout;
             if dynamic && expired {
                 collected.push(key.clone());
-                self.dynamic_destroyed.fetch_add(1, Ordering::Relaxed);
+                self.count_dynamic(&key.database, false);
                 return false;
             }
             true
         });
         collected
+    }
+
+    fn count_dynamic(&self, database: &str, created: bool) {
+        let mut m = self
+            .dynamic_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(database.to_owned()).or_default();
+        if created {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+
+    /// Dynamic pools created and destroyed so far, per database.
+    pub fn dynamic_counts(&self) -> HashMap<String, (u64, u64)> {
+        self.dynamic_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {
@@ -616,7 +637,7 @@ impl Registry {
                 }
                 None => {
                     if !st.removed && matches!(st.origin, PoolOrigin::Dynamic { .. }) {
-                        self.dynamic_destroyed.fetch_add(1, Ordering::Relaxed);
+                        self.count_dynamic(&key.database, false);
                     }
                     st.removed = true;
                     if st.total == 0 && st.waiters.is_empty() {

@@ -446,6 +446,7 @@ impl Worker {
         let user = c.user.clone();
         c.secrets = auth.clone().map(Box::new);
         c.state = ClientState::Auth;
+        c.auth_method = method.as_str();
         c.auth_source = match method {
             HbaMethod::Trust => "trust",
             HbaMethod::Cert => "cert",
@@ -636,11 +637,9 @@ impl Worker {
     }
 
     fn refuse_password(&mut self, cref: ConnRef) {
-        self.shared
-            .control
-            .counters
-            .auth_failed
-            .fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = client_at!(self, cref) {
+            self.shared.control.counters.auth(c.auth_method, false);
+        }
         let user = client_at!(self, cref)
             .map(|c| c.user.clone())
             .unwrap_or_default();
@@ -809,14 +808,10 @@ impl Worker {
     /// Authentication succeeded: join the pool and greet the client.
     fn login_ok(&mut self, cref: ConnRef) {
         let snap = self.snap.clone();
-        self.shared
-            .control
-            .counters
-            .auth_ok
-            .fetch_add(1, Ordering::Relaxed);
         let Some(c) = client_at!(self, cref) else {
             return;
         };
+        self.shared.control.counters.auth(c.auth_method, true);
         if c.admin.is_some() {
             self.admin_welcome(cref);
             return;

@@ -280,6 +280,8 @@ pub struct Client {
     fetched: Option<Arc<crate::auth::auth_query::Secret>>,
     /// How it authenticated, for the admin console: config, auth_query, trust, cert.
     auth_source: &'static str,
+    /// The authentication method it was asked for (hba names), for /metrics.
+    auth_method: &'static str,
     /// Connected to the admin console, with these rights.
     admin: Option<crate::control::AdminRole>,
     /// Draining: close at this time unless the client sends a request first.
@@ -604,6 +606,7 @@ impl Worker {
                 secrets: None,
                 fetched: None,
                 auth_source: "",
+                auth_method: "",
                 admin: None,
             };
             if let Err(e) = self.poll.registry().register(
