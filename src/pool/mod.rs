@@ -418,11 +418,10 @@ impl Pool {
     }
 
     /// Servers open now close at their next release, idle ones at the next
-    /// janitor pass (RECONNECT).
+    /// janitor pass (RECONNECT). The credential is unchanged, so the SCRAM
+    /// keys stay: a verifier-only user has no other way to log in again.
     pub fn retire_servers(&self) {
-        let mut st = self.lock();
-        st.generation += 1;
-        st.scram_keys = None;
+        self.lock().generation += 1;
     }
 
     /// Reads the idle servers without taking them (the admin console).
