@@ -286,6 +286,8 @@ pub struct Client {
     admin: Option<crate::control::AdminRole>,
     /// Draining: close at this time unless the client sends a request first.
     drain_at: Option<Instant>,
+    /// Why it is being drained when not for shutdown (a reload retired its pool).
+    retired_because: Option<&'static str>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
 }
 
@@ -602,6 +604,7 @@ impl Worker {
                 auth: AuthPhase::None,
                 scram_keys: None,
                 drain_at: None,
+                retired_because: None,
                 tls: None,
                 secrets: None,
                 fetched: None,
@@ -772,6 +775,14 @@ impl Worker {
     /// later, not at once: a close (or a FATAL) right behind the ReadyForQuery of a
     /// request that succeeded is reported by some drivers (tokio-postgres) as that
     /// request's failure. A new request in the meantime gets FATAL 57P01 instead.
+    /// As [`Worker::close_drained`], for a client a reload retired: it hears why.
+    fn retire_after_grace(&mut self, cref: ConnRef, reason: &'static str) {
+        if let Some(c) = client_at!(self, cref) {
+            c.retired_because = Some(reason);
+        }
+        self.close_drained(cref);
+    }
+
     fn close_drained(&mut self, cref: ConnRef) {
         if let Some(c) = client_at!(self, cref) {
             c.drain_at.get_or_insert(Instant::now() + DRAIN_GRACE);
@@ -901,12 +912,10 @@ impl Worker {
             c.discard_remaining -= n;
         }
         if c.drain_at.is_some() && !c.inbuf.is_empty() {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection due to pooler shutdown",
-            );
+            let reason = c
+                .retired_because
+                .unwrap_or("terminating connection due to pooler shutdown");
+            self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason);
             return;
         }
         match c.state {
@@ -1272,7 +1281,7 @@ impl Worker {
             if self.shutdown.is_some() {
                 self.close_if_drained(cref);
             } else if let Some(reason) = Self::retired(&self.snap, c) {
-                self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason);
+                self.retire_after_grace(cref, reason);
             }
             return;
         }
@@ -1292,7 +1301,7 @@ impl Worker {
             .filter(|c| c.generation == cref.generation)
             .and_then(|c| Self::retired(&self.snap, c));
         if let Some(reason) = retired {
-            self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason);
+            self.retire_after_grace(cref, reason);
             return;
         }
         // A pipelined next request may already be buffered.
@@ -1835,7 +1844,12 @@ impl Worker {
             }
         }
         for cref in drained {
-            self.close_client(cref, "drained at shutdown");
+            match client_at!(self, cref).and_then(|c| c.retired_because) {
+                Some(reason) => {
+                    self.fail_client(cref, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, reason)
+                }
+                None => self.close_client(cref, "drained at shutdown"),
+            }
         }
         for (cref, code, msg) in expired {
             if let Some(c) = client_at!(self, cref) {
