@@ -341,7 +341,15 @@ fn min_pool_size_keeps_servers_warm() {
 
 /// Waits until PostgreSQL shows a query containing `marker` running.
 fn wait_running(p: &Pooler, marker: &str) {
-    let seen = poll(Duration::from_secs(5), || {
+    assert!(
+        is_running(marker),
+        "query {marker} never started{}",
+        p.ctx()
+    );
+}
+
+fn is_running(marker: &str) -> bool {
+    poll(Duration::from_secs(5), || {
         (cluster().count(
             "postgres",
             &format!(
@@ -350,8 +358,8 @@ fn wait_running(p: &Pooler, marker: &str) {
             ),
         ) == 1)
             .then_some(())
-    });
-    assert!(seen.is_some(), "query {marker} never started{}", p.ctx());
+    })
+    .is_some()
 }
 
 #[test]
@@ -401,7 +409,15 @@ fn raw_cancel_request_reaches_the_linked_server() {
     for round in 0..4 {
         let marker = unique("raw_cancel");
         r.send(&msg::query(&format!("SELECT pg_sleep(60) /* {marker} */")));
-        wait_running(&p, &marker);
+        if !is_running(&marker) {
+            // Rare in CI and never alone: show what the client got, to tell
+            // a query that ended early from one that never reached PostgreSQL.
+            let got = r.until_eof(Duration::from_millis(500));
+            panic!(
+                "round {round}: query {marker} never started; client got {got:?}{}",
+                p.ctx()
+            );
+        }
         if round == 3 {
             send_cancel_unix(&p.unix_socket(), pid, key);
         } else {
