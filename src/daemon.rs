@@ -76,6 +76,8 @@ struct Daemon {
     next_worker: usize,
     workers: usize,
     unix_socket: Option<PathBuf>,
+    notifier: crate::notify::Notifier,
+    last_status: Instant,
 }
 
 pub fn run(path: &Path) -> Result<(), StartError> {
@@ -164,13 +166,20 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         next_worker: 0,
         workers,
         unix_socket,
+        notifier: crate::notify::Notifier::from_env(),
+        last_status: Instant::now(),
     };
     daemon.janitor();
+    daemon.notifier.ready(&daemon.status_line());
     let mut stopping = false;
     let mut last_janitor = Instant::now();
     loop {
         match wait_signal(Duration::from_millis(200)) {
-            Some(libc::SIGHUP) => daemon.reload(),
+            Some(libc::SIGHUP) => {
+                daemon.notifier.reloading();
+                daemon.reload();
+                daemon.notifier.ready(&daemon.status_line());
+            }
             Some(libc::SIGINT) if !stopping => {
                 log::info!("SIGINT: draining; clients finish their transactions");
                 stopping = true;
@@ -189,6 +198,10 @@ pub fn run(path: &Path) -> Result<(), StartError> {
         if last_janitor.elapsed() >= JANITOR_INTERVAL {
             last_janitor = Instant::now();
             daemon.janitor();
+        }
+        if !stopping && daemon.last_status.elapsed() >= STATUS_INTERVAL {
+            daemon.last_status = Instant::now();
+            daemon.notifier.status(&daemon.status_line());
         }
     }
     for t in threads {
@@ -253,6 +266,9 @@ pub fn reload(
     Ok(())
 }
 
+/// How often systemd's STATUS= line is refreshed.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
 impl Daemon {
     fn reload(&mut self) {
         match reload(&self.shared, &self.path, None) {
@@ -261,7 +277,20 @@ impl Daemon {
         }
     }
 
+    fn status_line(&self) -> String {
+        let clients = self.shared.clients.load(Ordering::Relaxed);
+        let servers: u32 = self
+            .shared
+            .registry
+            .all()
+            .iter()
+            .map(|p| p.counts().1)
+            .sum();
+        format!("{clients} clients, {servers} server connections")
+    }
+
     fn begin_shutdown(&mut self, mode: ShutdownMode) {
+        self.notifier.stopping();
         self.shared.draining.store(true, Ordering::Release);
         self.shared.broadcast(|| WorkerMsg::Shutdown(mode));
     }

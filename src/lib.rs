@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod params;
 pub mod pool;
 pub mod protocol;

@@ -790,6 +790,7 @@ pub struct Cfg {
     users: Vec<(String, String)>,
     extra: String,
     probe: IpAddr,
+    env: Vec<(String, String)>,
 }
 
 impl Default for Cfg {
@@ -807,6 +808,7 @@ impl Cfg {
             users: Vec::new(),
             extra: String::new(),
             probe: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            env: Vec::new(),
         };
         cfg = cfg
             .set("listen_addr", "127.0.0.1")
@@ -901,6 +903,12 @@ impl Cfg {
     pub fn extra(mut self, toml: &str) -> Cfg {
         self.extra.push_str(toml);
         self.extra.push('\n');
+        self
+    }
+
+    /// An environment variable for the pooler process.
+    pub fn env(mut self, key: &str, value: &str) -> Cfg {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -1051,6 +1059,7 @@ impl Pooler {
             .arg("-c")
             .arg(&conf_path)
             .env("RUST_LOG", filter)
+            .envs(cfg.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -253,3 +253,62 @@ fn sigterm_exits_0_promptly() {
     assert!(try_one(&mut a, "SELECT 1").is_err());
     assert!(login_refused(p.port));
 }
+
+/// Reads sd_notify datagrams until one contains `want`; returns it.
+fn notified(sock: &std::os::unix::net::UnixDatagram, want: &str, seen: &mut Vec<String>) -> String {
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                seen.push(m.clone());
+                if m.lines().any(|l| l == want) {
+                    return m;
+                }
+            }
+            Err(e) => panic!("no {want} from the pooler ({e}); got {seen:?}"),
+        }
+    }
+}
+
+/// Under systemd (Type=notify) the pooler says when it is ready, reloading
+/// and stopping, on the datagram socket systemd names in $NOTIFY_SOCKET.
+#[test]
+fn sd_notify_ready_reloading_stopping() {
+    // The cluster's start-up sets up the test root the temp dir lives in.
+    cluster();
+    let dir = TempDir::new("notify");
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut p = Pooler::start(&Cfg::transaction().env("NOTIFY_SOCKET", path.to_str().unwrap()));
+    let mut seen = Vec::new();
+    let ready = notified(&sock, "READY=1", &mut seen);
+    assert!(
+        ready.contains(&format!("MAINPID={}", p.pid())),
+        "{ready}{}",
+        p.ctx()
+    );
+    assert!(ready.contains("STATUS="), "{ready}");
+    // READY=1 is sent after the listeners are bound: a client gets in at once.
+    assert_eq!(p.one(&mut p.client(), "SELECT 'up'"), "up");
+
+    p.reload();
+    let reloading = notified(&sock, "RELOADING=1", &mut seen);
+    let usec = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC: {reloading}"));
+    assert!(usec.parse::<u64>().is_ok_and(|u| u > 0), "{reloading}");
+    notified(&sock, "READY=1", &mut seen);
+
+    p.signal(libc::SIGINT);
+    notified(&sock, "STOPPING=1", &mut seen);
+    assert!(
+        p.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        p.ctx()
+    );
+}
