@@ -1239,3 +1239,81 @@ fn auth_query_changes_reload_without_restart() {
         .iter()
         .all(|row| !row.key.contains("auth_query")));
 }
+
+/// Section header text, as the docs write it, of a settings section.
+fn doc_section(header: &str) -> Option<Section> {
+    let name = header.trim().trim_start_matches('[').trim_end_matches(']');
+    Some(match name {
+        "pooler" => Section::Pooler,
+        "tls" => Section::Tls,
+        "metrics" => Section::Metrics,
+        _ if name.starts_with("databases.") && name.ends_with(".auth_query") => Section::AuthQuery,
+        _ if name.starts_with("databases.") => Section::Database,
+        _ if name.starts_with("users.") => Section::User,
+        _ => return None,
+    })
+}
+
+/// The keys a file can set (a sub-table such as `auth_query` is a section of
+/// its own in the docs, not a key).
+fn table_keys() -> std::collections::BTreeSet<(String, String)> {
+    SETTINGS
+        .iter()
+        .filter(|s| !matches!(s.kind, settings::Kind::Table))
+        .map(|s| (s.section.header().to_string(), s.name.to_string()))
+        .collect()
+}
+
+#[track_caller]
+fn assert_same_keys(found: &std::collections::BTreeSet<(String, String)>, what: &str) {
+    let table = table_keys();
+    let missing: Vec<_> = table.difference(found).collect();
+    let unknown: Vec<_> = found.difference(&table).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "{what}: keys the parser accepts but it lacks: {missing:?}; keys it has that the parser does not accept: {unknown:?}"
+    );
+}
+
+/// Every key the parser accepts is in pooler.conf.5, under its section, and
+/// the page documents no other key.
+#[test]
+fn man_page_documents_exactly_the_parsers_keys() {
+    let page = include_str!("../../man/pooler.conf.5");
+    let mut section = None;
+    let mut documented = std::collections::BTreeSet::new();
+    let mut after_tp = false;
+    for line in page.lines() {
+        if let Some(header) = line.strip_prefix(".SH ") {
+            section = doc_section(header);
+        } else if let (true, Some(key), Some(s)) = (after_tp, line.strip_prefix(".B "), section) {
+            documented.insert((s.header().to_string(), key.trim().to_string()));
+        }
+        after_tp = line == ".TP";
+    }
+    assert_same_keys(&documented, "man/pooler.conf.5");
+}
+
+/// Every key the parser accepts appears in pooler.conf.sample (set or
+/// commented out) under its section, and the sample has no other key.
+#[test]
+fn sample_config_shows_exactly_the_parsers_keys() {
+    let sample = include_str!("../../pooler.conf.sample");
+    let mut section = None;
+    let mut shown = std::collections::BTreeSet::new();
+    for line in sample.lines() {
+        let text = line.trim_start_matches('#').trim();
+        if text.starts_with('[') && text.ends_with(']') {
+            section = doc_section(text);
+            continue;
+        }
+        let Some((key, _)) = text.split_once(" = ") else {
+            continue;
+        };
+        let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        if let (true, Some(s)) = (is_key, section) {
+            shown.insert((s.header().to_string(), key.to_string()));
+        }
+    }
+    assert_same_keys(&shown, "pooler.conf.sample");
+}
