@@ -217,7 +217,9 @@ impl Worker {
             );
             return;
         }
-        if self.shutdown.is_some() {
+        // A drain serves the clients it accepted (a successor on the same
+        // port takes the new ones); only a stop refuses them.
+        if self.shutdown == Some(super::ShutdownMode::Now) {
             self.fail_client(
                 cref,
                 Severity::Fatal,

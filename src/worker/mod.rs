@@ -71,6 +71,9 @@ const WAITING_INPUT_LIMIT: usize = 256 * 1024;
 /// Clients must finish the startup and authentication exchange within this time.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);
+/// During a drain, how long a client that logged in after it began may stay
+/// idle before its first request.
+const DRAIN_IDLE_LOGIN: Duration = Duration::from_secs(5);
 /// How long a drained client is left open after its last response (see close_drained).
 const DRAIN_GRACE: Duration = Duration::from_millis(300);
 
@@ -707,6 +710,14 @@ impl Worker {
     }
 
     fn begin_shutdown(&mut self, mode: ShutdownMode) {
+        if self.shutdown.is_none() && mode == ShutdownMode::Drain {
+            // Connections the kernel already queued on our listeners would be
+            // reset when they close: take them and serve them, so a new pooler
+            // on the same port (SO_REUSEPORT) can take over without a refusal.
+            for li in 0..self.listeners.len() {
+                self.accept(li);
+            }
+        }
         self.shutdown = Some(match (self.shutdown, mode) {
             (Some(ShutdownMode::Now), _) => ShutdownMode::Now,
             _ => mode,
@@ -728,7 +739,12 @@ impl Worker {
             let Some(c) = client_at!(self, cref) else {
                 continue;
             };
-            let busy = c.state == ClientState::Linked;
+            // Linked clients finish their transaction; clients still logging
+            // in or waiting for a server get one transaction; idle ones go.
+            let busy = !matches!(
+                c.state,
+                ClientState::Idle | ClientState::Admin | ClientState::AdminBusy
+            );
             if mode == ShutdownMode::Now || !busy {
                 self.fail_client(
                     cref,
@@ -1805,6 +1821,17 @@ impl Worker {
                     }
                 }
                 ClientState::Admin | ClientState::AdminBusy => {}
+                ClientState::Idle
+                    if self.shutdown.is_some()
+                        && now.duration_since(c.last_activity) > DRAIN_IDLE_LOGIN =>
+                {
+                    // Logged in during a drain and never asked for anything.
+                    expired.push((
+                        cref,
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "terminating connection due to pooler shutdown".into(),
+                    ));
+                }
                 ClientState::Idle => {
                     if !client_idle.is_zero() && now.duration_since(c.last_activity) > client_idle {
                         expired.push((

@@ -1026,7 +1026,7 @@ impl Pooler {
         // A port picked from the ephemeral range may be grabbed by someone
         // else before the pooler binds it: retry on "address in use" only.
         for _ in 0..3 {
-            match Pooler::try_start(cfg) {
+            match Pooler::try_start(cfg, free_port()) {
                 Ok(p) => return p,
                 Err((log, in_use)) => {
                     if !in_use {
@@ -1039,10 +1039,16 @@ impl Pooler {
         panic!("pooler did not start (address in use three times):\n{last_log}");
     }
 
-    fn try_start(cfg: &Cfg) -> Result<Pooler, (String, bool)> {
+    /// A second pooler on the port of a running one (SO_REUSEPORT), as for a
+    /// zero-downtime restart.
+    pub fn start_beside(cfg: &Cfg, other: &Pooler) -> Pooler {
+        Pooler::try_start(cfg, other.port)
+            .unwrap_or_else(|(log, _)| panic!("second pooler did not start:\n{log}"))
+    }
+
+    fn try_start(cfg: &Cfg, port: u16) -> Result<Pooler, (String, bool)> {
         cluster();
         let dir = TempDir::new("pooler");
-        let port = free_port();
         let conf_path = dir.path().join("pooler.conf");
         let log_path = dir.path().join("pooler.log");
         let rendered = cfg.render(port, dir.path());
