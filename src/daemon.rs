@@ -33,7 +33,14 @@ impl std::fmt::Display for StartError {
 /// Loads and checks a config the way the daemon would, for `--check` and reload.
 pub fn load_snapshot(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
+    log_warnings(&config);
     Snapshot::build(config, previous)
+}
+
+fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        log::warn!("{w} (ignored)");
+    }
 }
 
 fn signal_set() -> libc::sigset_t {
@@ -227,7 +234,11 @@ pub fn reload(
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let old = shared.snapshot();
     let config = match set {
-        None => Config::load(path).map_err(|e| e.to_string())?,
+        None => {
+            let config = Config::load(path).map_err(|e| e.to_string())?;
+            log_warnings(&config);
+            config
+        }
         Some((setting, value)) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

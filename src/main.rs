@@ -68,7 +68,10 @@ fn main() -> ExitCode {
     };
     match mode {
         Mode::Check(path) => match pooler::daemon::load_snapshot(&path, None) {
-            Ok(_) => {
+            Ok(snap) => {
+                for w in &snap.config.warnings {
+                    eprintln!("warning: {w} (ignored)");
+                }
                 println!("{}: configuration is valid", path.display());
                 ExitCode::SUCCESS
             }

@@ -112,6 +112,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
+    /// Unknown keys, ignored: the daemon logs them, `--check` prints them.
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         file,
         lines: KeyLines::scan(text),
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let sections = reader.read_document(&document);
     reader.earliest_error()?;
@@ -37,6 +38,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     })?;
     reader.check_across_keys(&config);
     reader.earliest_error()?;
+    let mut config = config;
+    reader
+        .warnings
+        .sort_by_key(|w| w.line.unwrap_or(usize::MAX));
+    config.warnings = reader.warnings;
     Ok(config)
 }
 
@@ -186,9 +192,19 @@ struct Reader<'a> {
     file: &'a Path,
     lines: KeyLines,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Reader<'_> {
+    fn warn(&mut self, path: &[&str], message: impl Into<String>) {
+        self.warnings.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.lines.line_of(path),
+            key: (!path.is_empty()).then(|| dotted_key(path)),
+            message: message.into(),
+        });
+    }
+
     fn report(&mut self, path: &[&str], message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
@@ -336,7 +352,10 @@ impl Reader<'_> {
         for (key, value) in table {
             let key_path = [path, &[key.as_str()]].concat();
             let Some(setting) = settings::find(section, key) else {
-                self.report(&key_path, unknown_key_message(section, key));
+                // A warning, as PgBouncer gives: a key from a newer
+                // version, or a typo the message names, should not stop a
+                // pooler that is otherwise configured.
+                self.warn(&key_path, unknown_key_message(section, key));
                 continue;
             };
             match parse_value(&setting.kind, value) {
@@ -660,6 +679,7 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         metrics,
         databases,
         users,
+        warnings: Vec::new(),
     })
 }
 

@@ -141,3 +141,56 @@ fn check_of_a_missing_file_fails() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("absent.conf"), "{}", show(&out));
 }
+
+/// An unknown key is a warning naming file, line and key (a key from a newer
+/// version must not stop a pooler), in --check and in the daemon's log.
+#[test]
+fn unknown_key_is_a_warning_with_file_and_line() {
+    let dir = TempDir::new("check");
+    let body =
+        Cfg::new().render(free_port(), dir.path()) + "\n[tls]\nclient_tls_moed = \"disable\"\n";
+    let line = body
+        .lines()
+        .position(|l| l.starts_with("client_tls_moed"))
+        .unwrap()
+        + 1;
+    let path = write_conf(&dir, &body);
+    let out = pooler_cmd(&["--check", "-c", &path]);
+    assert!(out.status.success(), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("warning: {path}:{line}:")) && err.contains("tls.client_tls_moed"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        err.contains("did you mean client_tls_mode"),
+        "{}",
+        show(&out)
+    );
+
+    let p = Pooler::start(&Cfg::new().extra("[tls]\nclient_tls_moed = \"disable\"\n"));
+    assert!(p.log().contains("client_tls_moed"), "{}", p.ctx());
+    assert_eq!(p.one(&mut p.client(), "SELECT 1"), "1");
+}
+
+/// A port another program holds without SO_REUSEPORT: a clear message naming
+/// the address, exit status 1.
+#[test]
+fn port_in_use_fails_start_up_clearly() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = TempDir::new("inuse");
+    let path = write_conf(&dir, &Cfg::new().render(port, dir.path()));
+    let out = std::process::Command::new(pooler_bin())
+        .args(["-c", &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.to_lowercase().contains("in use"),
+        "{}",
+        show(&out)
+    );
+}

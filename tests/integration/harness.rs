@@ -969,6 +969,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> TempDir {
+        // The cluster's start-up empties the test root: let it happen first.
+        cluster();
         let p = test_root().join(unique(prefix));
         fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)

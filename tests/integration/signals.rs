@@ -275,8 +275,6 @@ fn notified(sock: &std::os::unix::net::UnixDatagram, want: &str, seen: &mut Vec<
 /// and stopping, on the datagram socket systemd names in $NOTIFY_SOCKET.
 #[test]
 fn sd_notify_ready_reloading_stopping() {
-    // The cluster's start-up sets up the test root the temp dir lives in.
-    cluster();
     let dir = TempDir::new("notify");
     let path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
