@@ -202,7 +202,11 @@ impl<W> AuthCache<W> {
         self.settings = settings;
     }
 
-    pub fn lookup(&mut self, user: &str, waiter: W, now: Instant) -> Lookup {
+    /// Queues `waiter` on `user`'s fetch in flight, or on a new one when the
+    /// user has no entry (or the one in flight is presumed lost): `Ok(true)`
+    /// means the caller starts the fetch. `Err(waiter)`: an entry with no fetch
+    /// in flight, for the caller to judge.
+    fn queue(&mut self, user: &str, waiter: W, now: Instant) -> Result<bool, W> {
         let s = self.settings;
         let Some(e) = self.entries.get_mut(user) else {
             self.entries.insert(
@@ -215,19 +219,33 @@ impl<W> AuthCache<W> {
                     last_fetch: now,
                 },
             );
-            self.stats.fetches += 1;
-            return Lookup::Fetch;
+            return Ok(true);
         };
-        if let Some(f) = &mut e.inflight {
-            f.waiters.push(waiter);
-            if stale(e.last_fetch, s, now) {
-                e.last_fetch = now;
+        let Some(f) = &mut e.inflight else {
+            return Err(waiter);
+        };
+        f.waiters.push(waiter);
+        if stale(e.last_fetch, s, now) {
+            e.last_fetch = now;
+            return Ok(true);
+        }
+        self.stats.waits += 1;
+        Ok(false)
+    }
+
+    pub fn lookup(&mut self, user: &str, waiter: W, now: Instant) -> Lookup {
+        let s = self.settings;
+        let waiter = match self.queue(user, waiter, now) {
+            Ok(true) => {
                 self.stats.fetches += 1;
                 return Lookup::Fetch;
             }
-            self.stats.waits += 1;
-            return Lookup::Wait;
-        }
+            Ok(false) => return Lookup::Wait,
+            Err(waiter) => waiter,
+        };
+        let Some(e) = self.entries.get_mut(user) else {
+            return Lookup::Wait; // unreachable: `queue` found the entry
+        };
         match &e.known {
             Known::Secret { secret, fetched_at } if fresh(*fetched_at, s.ttl, now) => {
                 self.stats.hits += 1;
@@ -295,32 +313,19 @@ impl<W> AuthCache<W> {
         now: Instant,
     ) -> Refetch {
         let s = self.settings;
-        let Some(e) = self.entries.get_mut(user) else {
-            // Swept since the caller's hit: an ordinary miss, no rate limit
-            // to apply (a lookup would fetch just the same).
-            self.entries.insert(
-                user.to_owned(),
-                Entry {
-                    known: Known::Nothing,
-                    inflight: Some(Inflight {
-                        waiters: vec![waiter],
-                    }),
-                    last_fetch: now,
-                },
-            );
-            self.stats.refetches += 1;
-            return Refetch::Fetch;
-        };
-        if let Some(f) = &mut e.inflight {
-            f.waiters.push(waiter);
-            if stale(e.last_fetch, s, now) {
-                e.last_fetch = now;
+        // No entry (swept since the caller's hit) is an ordinary miss with no
+        // rate limit to apply: a lookup would fetch just the same.
+        let waiter = match self.queue(user, waiter, now) {
+            Ok(true) => {
                 self.stats.refetches += 1;
                 return Refetch::Fetch;
             }
-            self.stats.waits += 1;
-            return Refetch::Wait;
-        }
+            Ok(false) => return Refetch::Wait,
+            Err(waiter) => waiter,
+        };
+        let Some(e) = self.entries.get_mut(user) else {
+            return Refetch::Wait; // unreachable: `queue` found the entry
+        };
         match &e.known {
             Known::Secret { secret, fetched_at }
                 if fresh(*fetched_at, s.ttl, now) && **secret != *checked =>
