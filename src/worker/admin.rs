@@ -52,35 +52,13 @@ impl Worker {
         if c.state != ClientState::Admin {
             return;
         }
-        let (tag, len) = match protocol::parse_header(c.inbuf.pending()) {
-            Ok(Some(h)) => h,
-            Ok(None) => return,
-            Err(e) => {
-                let message = format!("invalid message: {e}");
-                self.fail_client(
-                    cref,
-                    Severity::Fatal,
-                    sqlstate::PROTOCOL_VIOLATION,
-                    &message,
-                );
-                return;
-            }
+        let Some((tag, body)) = self.take_message(cref, MAX_ADMIN_QUERY, "admin console query")
+        else {
+            return;
         };
-        if len > MAX_ADMIN_QUERY {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::PROTOCOL_VIOLATION,
-                "admin console query too long",
-            );
+        let Some(c) = client_at!(self, cref) else {
             return;
-        }
-        if c.inbuf.len() < len {
-            c.inbuf.reserve_message(&mut self.bufs, len);
-            return;
-        }
-        let body = c.inbuf.pending()[5..len].to_vec();
-        c.inbuf.consume(len);
+        };
         match tag {
             frontend::QUERY => {
                 let sql = Reader::new(&body).cstr().unwrap_or_default().to_owned();

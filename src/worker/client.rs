@@ -654,22 +654,53 @@ impl Worker {
         );
     }
 
-    pub(super) fn client_auth(&mut self, cref: ConnRef) {
-        let Some(c) = client_at!(self, cref) else {
-            return;
-        };
+    /// The client's next whole message, taken from its input, for the states
+    /// that read messages one at a time (authentication, the admin console).
+    /// None: not all here yet, or the client was failed for a bad header or a
+    /// message longer than `max_len` (`what` names it in the error).
+    pub(super) fn take_message(
+        &mut self,
+        cref: ConnRef,
+        max_len: usize,
+        what: &str,
+    ) -> Option<(u8, Vec<u8>)> {
+        let c = client_at!(self, cref)?;
         let (tag, len) = match protocol::parse_header(c.inbuf.pending()) {
             Ok(Some(h)) => h,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(e) => {
+                let message = format!("invalid {what}: {e}");
                 self.fail_client(
                     cref,
                     Severity::Fatal,
                     sqlstate::PROTOCOL_VIOLATION,
-                    &format!("invalid authentication message: {e}"),
+                    &message,
                 );
-                return;
+                return None;
             }
+        };
+        if len > max_len {
+            let message = format!("{what} too long");
+            self.fail_client(
+                cref,
+                Severity::Fatal,
+                sqlstate::PROTOCOL_VIOLATION,
+                &message,
+            );
+            return None;
+        }
+        if c.inbuf.len() < len {
+            c.inbuf.reserve_message(&mut self.bufs, len);
+            return None;
+        }
+        let body = c.inbuf.pending()[5..len].to_vec();
+        c.inbuf.consume(len);
+        Some((tag, body))
+    }
+
+    pub(super) fn client_auth(&mut self, cref: ConnRef) {
+        let Some((tag, body)) = self.take_message(cref, 64 * 1024, "authentication message") else {
+            return;
         };
         if tag != protocol::frontend::PASSWORD {
             self.fail_client(
@@ -683,21 +714,9 @@ impl Worker {
             );
             return;
         }
-        if len > 64 * 1024 {
-            self.fail_client(
-                cref,
-                Severity::Fatal,
-                sqlstate::PROTOCOL_VIOLATION,
-                "authentication message too long",
-            );
+        let Some(c) = client_at!(self, cref) else {
             return;
-        }
-        if c.inbuf.len() < len {
-            c.inbuf.reserve_message(&mut self.bufs, len);
-            return;
-        }
-        let body = c.inbuf.pending()[5..len].to_vec();
-        c.inbuf.consume(len);
+        };
         let phase = std::mem::replace(&mut c.auth, AuthPhase::None);
         let auth = c.secrets.as_deref().cloned();
         let user = c.user.clone();
