@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod guard;
 pub mod metrics;
 pub mod net;
 pub mod notify;
