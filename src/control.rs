@@ -25,7 +25,7 @@ use crate::admin::{
 };
 use crate::auth::auth_query::EntryKind;
 use crate::config::settings::{Section, SettingValue};
-use crate::metrics::{Exposition, HistogramSnapshot, Kind, LATENCY_BOUNDS};
+use crate::metrics::{Exposition, HistogramSnapshot, Kind};
 use crate::pool::{ConnRef, Pool, PoolOrigin};
 use crate::protocol;
 use crate::worker::{ServerInfo, Shared, WorkerMsg, WorkerReport};
@@ -372,7 +372,6 @@ struct PoolView {
 }
 
 fn pool_views(shared: &Shared, reports: &[WorkerReport]) -> Vec<PoolView> {
-    let now = Instant::now();
     let mut pools: Vec<PoolView> = shared
         .registry
         .all()
@@ -436,7 +435,6 @@ fn pool_views(shared: &Shared, reports: &[WorkerReport]) -> Vec<PoolView> {
             }
         }
     }
-    let _ = now;
     pools
 }
 
@@ -558,11 +556,7 @@ fn show(shared: &Shared, target: ShowTarget) -> admin::ResultSet {
                 .map(|c| ClientRow {
                     user: c.user.clone(),
                     database: c.database.clone(),
-                    state: match c.detail {
-                        "idle" | "linked" => "active",
-                        "waiting" => "waiting",
-                        _ => "login",
-                    },
+                    state: c.state,
                     addr: c.addr.clone(),
                     port: c.port,
                     local_addr: c.local_addr.clone(),
@@ -913,7 +907,6 @@ pub fn render_metrics(shared: &Shared) -> String {
             f.histogram(&[(db.0, &db.1), (user.0, &user.1)], &read(&v.pool.stats));
         }
     }
-    let _ = LATENCY_BOUNDS;
     let c = &shared.control.counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     e.counter(

@@ -32,15 +32,16 @@ impl std::fmt::Display for StartError {
 
 /// Loads and checks a config the way the daemon would, for `--check` and reload.
 pub fn load_snapshot(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    log_warnings(&config);
-    Snapshot::build(config, previous)
+    Snapshot::build(load_config(path)?, previous)
 }
 
-fn log_warnings(config: &Config) {
+/// Reads and validates the file, logging its warnings (unknown keys).
+fn load_config(path: &Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
     for w in &config.warnings {
         log::warn!("{w} (ignored)");
     }
+    Ok(config)
 }
 
 fn signal_set() -> libc::sigset_t {
@@ -234,11 +235,7 @@ pub fn reload(
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let old = shared.snapshot();
     let config = match set {
-        None => {
-            let config = Config::load(path).map_err(|e| e.to_string())?;
-            log_warnings(&config);
-            config
-        }
+        None => load_config(path)?,
         Some((setting, value)) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -363,7 +360,7 @@ impl Daemon {
 
     fn close_idle_servers(&mut self) {
         for pool in self.shared.registry.all() {
-            pool.lock().removed = true;
+            pool.set_removed(true);
             for conn in pool.take_expired_idle(Instant::now()) {
                 conn.terminate();
             }

@@ -8,7 +8,7 @@
 //! (deregistered here, registered there); that hand-off is the price of global limits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::metrics::Histogram;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -144,8 +144,6 @@ pub struct PoolState {
     pub scram_keys: Option<ScramKeys>,
     /// ParameterStatus values of this pool's servers at login: what a new client is told.
     pub default_params: Option<Arc<Vec<(String, String)>>>,
-    /// Gone from the config: clients finish their transaction, servers close at release.
-    pub removed: bool,
     idle: Vec<ServerConn>,
     /// Open plus opening servers, wherever they are.
     pub total: u32,
@@ -186,6 +184,10 @@ impl Default for PoolStats {
 
 pub struct Pool {
     pub key: PoolKey,
+    /// Gone from the config: clients finish their transaction, servers close at
+    /// release. An atomic, not part of the locked state: workers read it at
+    /// every transaction's end.
+    removed: AtomicBool,
     pub stats: PoolStats,
     state: Mutex<PoolState>,
     /// Shared with every pool of the same database / user, for max_db_connections and
@@ -279,9 +281,17 @@ impl Pool {
     }
 
     /// Reserves a server to keep min_pool_size warm.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub fn set_removed(&self, removed: bool) {
+        self.removed.store(removed, Ordering::Release);
+    }
+
     pub fn reserve_warm(&self) -> bool {
         let mut st = self.lock();
-        if st.removed || st.total >= st.settings.min_pool_size.min(st.settings.pool_size) {
+        if self.is_removed() || st.total >= st.settings.min_pool_size.min(st.settings.pool_size) {
             return false;
         }
         if matches!(
@@ -341,7 +351,7 @@ impl Pool {
         let mut st = self.lock();
         let expired = !st.server_lifetime.is_zero()
             && now.duration_since(server.created) >= st.server_lifetime;
-        if st.removed || server.generation != st.generation || expired {
+        if self.is_removed() || server.generation != st.generation || expired {
             self.forget_server(&mut st);
             let launch = self.reserve_launch(&mut st);
             return Release::Close(server, launch);
@@ -365,7 +375,7 @@ impl Pool {
         let st = self.lock();
         let expired = !st.server_lifetime.is_zero()
             && now.duration_since(server.created) >= st.server_lifetime;
-        !(st.removed || server.generation != st.generation || expired)
+        !(self.is_removed() || server.generation != st.generation || expired)
     }
 
     /// Drops a waiter (client gone or cancelled). Returns whether it was queued.
@@ -383,7 +393,7 @@ impl Pool {
         let idle_timeout = st.server_idle_timeout;
         let lifetime = st.server_lifetime;
         let generation = st.generation;
-        let removed = st.removed;
+        let removed = self.is_removed();
         let mut expired = Vec::new();
         let mut keep = Vec::with_capacity(st.idle.len());
         for s in st.idle.drain(..) {
@@ -460,7 +470,7 @@ pub struct PoolSpec {
 /// winds down for the clients it still has, and a new login under a
 /// definition that came back gets a pool of its own.
 fn live(pools: &HashMap<PoolKey, Arc<Pool>>, key: &PoolKey) -> Option<Arc<Pool>> {
-    pools.get(key).filter(|p| !p.lock().removed).cloned()
+    pools.get(key).filter(|p| !p.is_removed()).cloned()
 }
 
 fn counter(map: &Mutex<HashMap<String, Arc<AtomicU32>>>, name: &str) -> Arc<AtomicU32> {
@@ -501,10 +511,7 @@ impl Registry {
         let dynamic = pools
             .values()
             .filter(|p| p.key.database == key.database)
-            .filter(|p| {
-                let st = p.lock();
-                !st.removed && matches!(st.origin, PoolOrigin::Dynamic { .. })
-            })
+            .filter(|p| !p.is_removed() && matches!(p.lock().origin, PoolOrigin::Dynamic { .. }))
             .count();
         (dynamic < max_dynamic as usize).then(|| self.insert(&mut pools, key, spec()))
     }
@@ -519,6 +526,7 @@ impl Registry {
             db_count: counter(&self.db_counts, &key.database),
             user_count: counter(&self.user_counts, &spec.target.user),
             key: key.clone(),
+            removed: AtomicBool::new(false),
             stats: PoolStats::default(),
             state: Mutex::new(PoolState {
                 origin: spec.origin,
@@ -530,7 +538,6 @@ impl Registry {
                 generation: 0,
                 scram_keys: None,
                 default_params: None,
-                removed: false,
                 idle: Vec::new(),
                 total: 0,
                 connecting: 0,
@@ -561,7 +568,7 @@ impl Registry {
                 st.unused_since = None;
                 return true;
             }
-            if st.removed {
+            if pool.is_removed() {
                 return false;
             }
             let since = *st.unused_since.get_or_insert(now);
@@ -628,17 +635,17 @@ impl Registry {
                         st.default_params = None;
                         st.target = spec.target;
                     }
-                    st.removed = false;
+                    pool.set_removed(false);
                     st.origin = spec.origin;
                     st.settings = spec.settings;
                     st.server_lifetime = spec.server_lifetime;
                     st.server_idle_timeout = spec.server_idle_timeout;
                 }
                 None => {
-                    if !st.removed && matches!(st.origin, PoolOrigin::Dynamic { .. }) {
+                    if !pool.is_removed() && matches!(st.origin, PoolOrigin::Dynamic { .. }) {
                         self.count_dynamic(&key.database, false);
                     }
-                    st.removed = true;
+                    pool.set_removed(true);
                     if st.total == 0 && st.waiters.is_empty() {
                         gone.insert(key.clone());
                     }

@@ -705,7 +705,7 @@ impl Worker {
         if !snap.config.databases.contains_key(&c.database) {
             return Some("database removed from the pooler configuration");
         }
-        let removed = c.pool.as_ref().is_some_and(|p| p.lock().removed);
+        let removed = c.pool.as_ref().is_some_and(|p| p.is_removed());
         removed.then_some("this user's pool was removed by a configuration reload; reconnect")
     }
 

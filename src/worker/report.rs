@@ -21,8 +21,6 @@ pub struct ClientInfo {
     pub admin: bool,
     /// PgBouncer's names: active (logged in, idle or linked), waiting, login.
     pub state: &'static str,
-    /// Our finer state: startup, tls, auth, auth_query, idle, waiting, linked.
-    pub detail: &'static str,
     pub addr: String,
     pub port: u16,
     pub local_addr: String,
@@ -139,17 +137,16 @@ impl Worker {
         let (now, now_wall) = (Instant::now(), SystemTime::now());
         let mut out = WorkerReport::default();
         for (_, c) in self.clients.iter() {
-            let (state, detail) = match c.state {
-                ClientState::Startup => ("login", "startup"),
-                ClientState::TlsHandshake => ("login", "tls"),
-                ClientState::Auth => ("login", "auth"),
-                ClientState::AuthQuery => ("login", "auth_query"),
-                ClientState::WaitingLogin => ("waiting", "waiting"),
-                ClientState::Waiting => ("waiting", "waiting"),
-                ClientState::Idle | ClientState::Admin | ClientState::AdminBusy => {
-                    ("active", "idle")
-                }
-                ClientState::Linked => ("active", "linked"),
+            let state = match c.state {
+                ClientState::Startup
+                | ClientState::TlsHandshake
+                | ClientState::Auth
+                | ClientState::AuthQuery => "login",
+                ClientState::WaitingLogin | ClientState::Waiting => "waiting",
+                ClientState::Idle
+                | ClientState::Linked
+                | ClientState::Admin
+                | ClientState::AdminBusy => "active",
             };
             let (addr, port) = split_addr(&c.peer);
             let (local_addr, local_port) = local_of(&c.stream);
@@ -169,7 +166,6 @@ impl Worker {
                 pool_user: c.pool.as_ref().map(|p| p.key.user.clone()),
                 admin: c.admin.is_some(),
                 state,
-                detail,
                 addr,
                 port,
                 local_addr,
