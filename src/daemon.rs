@@ -329,6 +329,9 @@ impl Daemon {
         for auth_query in snap.auth_queries.values() {
             auth_query.cache().sweep(now);
         }
+        self.shared
+            .addr_limiter
+            .sweep(&snap.config.pooler.addr_limits, now);
         // Dynamic pools exist only where some database is in passthrough mode,
         // but removed pools that wound down are dropped everywhere.
         let passthrough = snap

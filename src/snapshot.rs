@@ -13,8 +13,9 @@ use crate::auth::hba::HbaRules;
 use crate::auth::md5::{is_md5_hash, md5_password_hash};
 use crate::auth::random::fill_random;
 use crate::auth::scram::ScramSecret;
-use crate::config::Config;
 use crate::config::{AuthType, ClientTlsMode, ServerTlsMode};
+use crate::config::{ClientLimits, Config};
+use crate::guard::StatementRules;
 use crate::net::tls::{self, ServerTls};
 use crate::net::ServerAddr;
 use crate::pool::{PoolKey, PoolOrigin, PoolSpec, PoolState, ServerCredential, ServerTarget};
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub server_addrs: HashMap<String, ServerAddr>,
     /// Per database with an auth_query: its executor and cache.
     pub auth_queries: HashMap<String, Arc<AuthQuery>>,
+    /// Per database whose deny or allow list is not empty.
+    pub statement_rules: HashMap<String, Arc<StatementRules>>,
 }
 
 /// How a client proved who it is, which decides the pool it joins.
@@ -149,6 +152,16 @@ impl Snapshot {
             )),
             _ => None,
         };
+        let mut statement_rules = HashMap::new();
+        for (name, db) in &config.databases {
+            let (deny, allow) = config.statement_lists(db);
+            // The config loader validated every list; an error here is a bug, not input.
+            let rules =
+                StatementRules::new(deny, allow).map_err(|e| format!("database {name}: {e}"))?;
+            if !rules.is_empty() {
+                statement_rules.insert(name.clone(), Arc::new(rules));
+            }
+        }
         Ok(Snapshot {
             client_tls,
             server_tls,
@@ -157,7 +170,22 @@ impl Snapshot {
             users,
             server_addrs,
             auth_queries,
+            statement_rules,
         })
+    }
+
+    /// The guardrails of a client of `database` logged in as `user`.
+    pub fn guardrails(
+        &self,
+        database: &str,
+        user: &str,
+    ) -> (ClientLimits, Option<Arc<StatementRules>>) {
+        (
+            self.config
+                .client_limits(database, user)
+                .unwrap_or_default(),
+            self.statement_rules.get(database).cloned(),
+        )
     }
 
     /// The database's auth_query when it decides about `user`: the database

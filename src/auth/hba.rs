@@ -33,6 +33,7 @@
 //! - Addresses are parsed by Rust's strict parser, so the legacy forms
 //!   glibc's `getaddrinfo` also takes (`127.1`, `0x7f.0.0.1`) are errors.
 
+use crate::net::cidr::{canonical, mask_u128, mask_u32, Cidr};
 use std::fmt;
 use std::iter::Peekable;
 use std::net::IpAddr;
@@ -171,9 +172,7 @@ impl AddressMatch {
             AddressMatch::SameHost => local_addrs.iter().any(|l| canonical(*l) == canon),
             // The raw form lets IPv6 rules such as ::ffff:0:0/96 see mapped
             // clients; the canonical form lets IPv4 rules see them.
-            AddressMatch::Cidr { addr, prefix } => {
-                cidr_contains(addr, prefix, raw) || cidr_contains(addr, prefix, canon)
-            }
+            AddressMatch::Cidr { addr, prefix } => Cidr { addr, prefix }.contains(raw),
         }
     }
 }
@@ -343,34 +342,6 @@ fn encryption_state(tls: bool) -> &'static str {
         "SSL encryption"
     } else {
         "no encryption"
-    }
-}
-
-fn canonical(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
-        IpAddr::V4(_) => a,
-    }
-}
-
-fn mask_u32(prefix: u8) -> u32 {
-    // checked_shl: a shift by 32 (prefix 0) is None, i.e. an all-zero mask.
-    u32::MAX
-        .checked_shl(32u32.saturating_sub(u32::from(prefix)))
-        .unwrap_or(0)
-}
-
-fn mask_u128(prefix: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128u32.saturating_sub(u32::from(prefix)))
-        .unwrap_or(0)
-}
-
-fn cidr_contains(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) ^ u32::from(a)) & mask_u32(prefix) == 0,
-        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n) ^ u128::from(a)) & mask_u128(prefix) == 0,
-        _ => false,
     }
 }
 
@@ -594,15 +565,9 @@ fn parse_address<'a>(
             _ => {}
         }
     }
-    if let Some((addr, bits)) = text.split_once('/') {
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("invalid IP address \"{addr}\" (host names are not supported)"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        return match bits.parse::<u8>() {
-            Ok(prefix) if prefix <= max => Ok(AddressMatch::Cidr { addr, prefix }),
-            _ => Err(format!("invalid CIDR mask in address \"{text}\"")),
-        };
+    if text.contains('/') {
+        let Cidr { addr, prefix } = Cidr::parse(text)?;
+        return Ok(AddressMatch::Cidr { addr, prefix });
     }
     let Ok(addr) = text.parse::<IpAddr>() else {
         return Err(format!(

@@ -159,6 +159,48 @@ pub struct PoolerConfig {
     pub dynamic_pool_idle_timeout: Duration,
     /// One of [`settings::LOG_LEVELS`].
     pub log_level: String,
+    /// Defaults of the per-client guardrails; databases and users override them.
+    pub limits: ClientLimits,
+    /// Statement rule entries, validated by [`crate::guard::StatementRules::new`].
+    pub deny_statements: Vec<String>,
+    pub allow_statements: Vec<String>,
+    pub read_only: bool,
+    pub addr_limits: AddrLimits,
+}
+
+/// Limits on what one client's queries may take, as in effect for a client: user
+/// overrides > database overrides > `[pooler]`. Zero is off throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientLimits {
+    pub query_timeout: Duration,
+    pub max_result_rows: u64,
+    pub max_result_bytes: u64,
+}
+
+/// A database's or user's overrides of [`ClientLimits`] and `read_only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LimitOverrides {
+    pub query_timeout: Option<Duration>,
+    pub max_result_rows: Option<u64>,
+    pub max_result_bytes: Option<u64>,
+    pub read_only: Option<bool>,
+}
+
+/// Per client address, checked when a client's StartupMessage arrives. Zero is off.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddrLimits {
+    pub max_client_conn_per_addr: u32,
+    /// New connections per second.
+    pub connect_rate_per_addr: u32,
+    pub connect_burst_per_addr: u32,
+    /// Exempt from the limits above; unix socket clients always are.
+    pub trusted_addrs: Vec<crate::net::cidr::Cidr>,
+}
+
+impl AddrLimits {
+    pub fn is_off(&self) -> bool {
+        self.max_client_conn_per_addr == 0 && self.connect_rate_per_addr == 0
+    }
 }
 
 /// `[tls]`, validated: enabling TLS towards clients requires a certificate and
@@ -197,6 +239,10 @@ pub struct DatabaseConfig {
     pub pool_size: Option<u32>,
     pub min_pool_size: Option<u32>,
     pub max_db_connections: Option<u32>,
+    pub overrides: LimitOverrides,
+    /// Replace `[pooler]`'s lists when set.
+    pub deny_statements: Option<Vec<String>>,
+    pub allow_statements: Option<Vec<String>>,
     /// `[databases.NAME.auth_query]`: look up users that `[users]` does not
     /// list (or lists without a password) in PostgreSQL.
     pub auth_query: Option<AuthQueryConfig>,
@@ -250,6 +296,7 @@ pub struct UserConfig {
     pub pool_mode: Option<PoolMode>,
     pub pool_size: Option<u32>,
     pub max_user_connections: Option<u32>,
+    pub overrides: LimitOverrides,
 }
 
 impl UserConfig {
@@ -275,6 +322,9 @@ impl fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("min_pool_size", &self.min_pool_size)
             .field("max_db_connections", &self.max_db_connections)
+            .field("overrides", &self.overrides)
+            .field("deny_statements", &self.deny_statements)
+            .field("allow_statements", &self.allow_statements)
             .field("auth_query", &self.auth_query)
             .finish()
     }
@@ -310,6 +360,7 @@ impl fmt::Debug for UserConfig {
             .field("pool_mode", &self.pool_mode)
             .field("pool_size", &self.pool_size)
             .field("max_user_connections", &self.max_user_connections)
+            .field("overrides", &self.overrides)
             .finish()
     }
 }
@@ -324,6 +375,8 @@ pub struct PoolSettings {
     pub max_db_connections: u32,
     /// 0 = no limit.
     pub max_user_connections: u32,
+    /// Server connections run with default_transaction_read_only = on.
+    pub read_only: bool,
 }
 
 /// One row of the admin console's `SHOW CONFIG`.
@@ -479,7 +532,57 @@ impl Config {
             max_user_connections: user
                 .and_then(|user| user.max_user_connections)
                 .unwrap_or(defaults.max_user_connections),
+            read_only: user
+                .and_then(|user| user.overrides.read_only)
+                .or(database.overrides.read_only)
+                .unwrap_or(defaults.read_only),
         }
+    }
+
+    /// The guardrails of a client logged in as `client_user` to `database`: the client's
+    /// own `[users]` entry > the database > `[pooler]`, whatever pool it shares (a limit
+    /// is on the client's queries, unlike `read_only`, which is on the pool's servers).
+    /// `None` when the database is unknown.
+    pub fn client_limits(&self, database: &str, client_user: &str) -> Option<ClientLimits> {
+        let db = &self.databases.get(database)?.overrides;
+        let user = self
+            .users
+            .get(client_user)
+            .map(|u| u.overrides)
+            .unwrap_or_default();
+        let defaults = &self.pooler.limits;
+        Some(ClientLimits {
+            query_timeout: user
+                .query_timeout
+                .or(db.query_timeout)
+                .unwrap_or(defaults.query_timeout),
+            max_result_rows: user
+                .max_result_rows
+                .or(db.max_result_rows)
+                .unwrap_or(defaults.max_result_rows),
+            max_result_bytes: user
+                .max_result_bytes
+                .or(db.max_result_bytes)
+                .unwrap_or(defaults.max_result_bytes),
+        })
+    }
+
+    /// The deny and allow lists in effect for `database` (its own, else `[pooler]`'s).
+    pub fn statement_lists<'a>(
+        &'a self,
+        database: &'a DatabaseConfig,
+    ) -> (&'a [String], &'a [String]) {
+        let p = &self.pooler;
+        (
+            database
+                .deny_statements
+                .as_deref()
+                .unwrap_or(&p.deny_statements),
+            database
+                .allow_statements
+                .as_deref()
+                .unwrap_or(&p.allow_statements),
+        )
     }
 
     /// Rows for `SHOW CONFIG`: every key of `[pooler]`, `[tls]` and
@@ -556,6 +659,28 @@ impl Config {
                 Some(Dur(p.dynamic_pool_idle_timeout))
             }
             (Section::Pooler, "log_level") => text(&p.log_level),
+            (Section::Pooler, "query_timeout") => Some(Dur(p.limits.query_timeout)),
+            (Section::Pooler, "max_result_rows") => int(p.limits.max_result_rows),
+            (Section::Pooler, "max_result_bytes") => int(p.limits.max_result_bytes),
+            (Section::Pooler, "deny_statements") => Some(List(p.deny_statements.clone())),
+            (Section::Pooler, "allow_statements") => Some(List(p.allow_statements.clone())),
+            (Section::Pooler, "read_only") => Some(SettingValue::Bool(p.read_only)),
+            (Section::Pooler, "max_client_conn_per_addr") => {
+                int(p.addr_limits.max_client_conn_per_addr.into())
+            }
+            (Section::Pooler, "connect_rate_per_addr") => {
+                int(p.addr_limits.connect_rate_per_addr.into())
+            }
+            (Section::Pooler, "connect_burst_per_addr") => {
+                int(p.addr_limits.connect_burst_per_addr.into())
+            }
+            (Section::Pooler, "trusted_addrs") => Some(List(
+                p.addr_limits
+                    .trusted_addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            )),
             (Section::Tls, "client_tls_mode") => text(tls.client_tls_mode.as_str()),
             (Section::Tls, "client_tls_cert_file") => text(&tls.client_tls_cert_file),
             (Section::Tls, "client_tls_key_file") => text(&tls.client_tls_key_file),

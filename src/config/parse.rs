@@ -11,9 +11,12 @@ use super::locate::KeyLines;
 use super::password::PasswordKind;
 use super::settings::{self, parse_value, type_name, Section, SettingValue};
 use super::{
-    AuthQueryConfig, AuthType, ClientTlsMode, Config, ConfigError, DatabaseConfig, MetricsConfig,
-    PoolMode, PoolerConfig, ServerTlsMode, TlsConfig, UserConfig,
+    AddrLimits, AuthQueryConfig, AuthType, ClientLimits, ClientTlsMode, Config, ConfigError,
+    DatabaseConfig, LimitOverrides, MetricsConfig, PoolMode, PoolerConfig, ServerTlsMode,
+    TlsConfig, UserConfig,
 };
+use crate::guard::StatementRules;
+use crate::net::cidr::Cidr;
 
 /// The database name clients use for the admin console.
 pub const ADMIN_DATABASE: &str = "pooler";
@@ -29,6 +32,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         warnings: Vec::new(),
     };
     let sections = reader.read_document(&document);
+    reader.check_trusted_addrs(&sections.pooler);
     reader.earliest_error()?;
     let config = build(file, &sections).map_err(|message| ConfigError {
         file: file.to_path_buf(),
@@ -134,7 +138,16 @@ macro_rules! from_int_setting {
         }
     )+};
 }
-from_int_setting!(u16, u32, usize);
+from_int_setting!(u16, u32, u64, usize);
+
+impl FromSetting for bool {
+    fn from_setting(value: SettingValue) -> Option<Self> {
+        match value {
+            SettingValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+}
 
 macro_rules! from_named_setting {
     ($($named:ty),+) => {$(
@@ -374,6 +387,50 @@ impl Reader<'_> {
         self.check_auth(config);
         self.check_auth_queries(config);
         self.check_tls(&config.tls);
+        self.check_guardrails(config);
+    }
+
+    /// Before `build`, which can only drop an entry it cannot parse.
+    fn check_trusted_addrs(&mut self, pooler: &Values) {
+        let Some(SettingValue::List(entries)) = pooler.given.get("trusted_addrs") else {
+            return;
+        };
+        for entry in entries.clone() {
+            if let Err(message) = Cidr::parse(&entry) {
+                self.report(&["pooler", "trusted_addrs"], message);
+            }
+        }
+    }
+
+    /// Each list where it is written: a database inheriting `[pooler]`'s lists adds
+    /// nothing to check.
+    fn check_guardrails(&mut self, config: &Config) {
+        let p = &config.pooler;
+        let mut lists = vec![(
+            vec!["pooler".to_string()],
+            &p.deny_statements,
+            &p.allow_statements,
+        )];
+        for d in config.databases.values() {
+            if d.deny_statements.is_none() && d.allow_statements.is_none() {
+                continue;
+            }
+            let deny = d.deny_statements.as_ref().unwrap_or(&p.deny_statements);
+            let allow = d.allow_statements.as_ref().unwrap_or(&p.allow_statements);
+            lists.push((vec!["databases".to_string(), d.name.clone()], deny, allow));
+        }
+        let mut errors = Vec::new();
+        for (mut key, deny, allow) in lists {
+            if let Err(e) = StatementRules::new(deny, allow) {
+                key.push(e.list.config_name().to_string());
+                let message = format!("entry {} {:?}: {}", e.index + 1, e.entry, e.reason);
+                errors.push((key, message));
+            }
+        }
+        for (key, message) in errors {
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            self.report(&key, message);
+        }
     }
 
     fn check_listeners(&mut self, pooler: &PoolerConfig) {
@@ -623,6 +680,26 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         server_lifetime: p.required("server_lifetime")?,
         dynamic_pool_idle_timeout: p.required("dynamic_pool_idle_timeout")?,
         log_level: p.required("log_level")?,
+        limits: ClientLimits {
+            query_timeout: p.required("query_timeout")?,
+            max_result_rows: p.required("max_result_rows")?,
+            max_result_bytes: p.required("max_result_bytes")?,
+        },
+        deny_statements: p.required("deny_statements")?,
+        allow_statements: p.required("allow_statements")?,
+        read_only: p.required("read_only")?,
+        addr_limits: AddrLimits {
+            max_client_conn_per_addr: p.required("max_client_conn_per_addr")?,
+            connect_rate_per_addr: p.required("connect_rate_per_addr")?,
+            connect_burst_per_addr: p.required("connect_burst_per_addr")?,
+            // Entries were checked by check_guardrails, with their line; one that still
+            // fails to parse here is dropped rather than trusted.
+            trusted_addrs: p
+                .required::<Vec<String>>("trusted_addrs")?
+                .iter()
+                .filter_map(|text| Cidr::parse(text).ok())
+                .collect(),
+        },
     };
     let t = &sections.tls;
     let tls = TlsConfig {
@@ -657,6 +734,14 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
             pool_size: d.optional("pool_size")?,
             min_pool_size: d.optional("min_pool_size")?,
             max_db_connections: d.optional("max_db_connections")?,
+            overrides: LimitOverrides {
+                query_timeout: d.optional("query_timeout")?,
+                max_result_rows: d.optional("max_result_rows")?,
+                max_result_bytes: d.optional("max_result_bytes")?,
+                read_only: d.optional("read_only")?,
+            },
+            deny_statements: d.optional("deny_statements")?,
+            allow_statements: d.optional("allow_statements")?,
             auth_query,
         };
         databases.insert(name.clone(), database);
@@ -669,6 +754,12 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
             pool_mode: u.optional("pool_mode")?,
             pool_size: u.optional("pool_size")?,
             max_user_connections: u.optional("max_user_connections")?,
+            overrides: LimitOverrides {
+                query_timeout: u.optional("query_timeout")?,
+                max_result_rows: u.optional("max_result_rows")?,
+                max_result_bytes: u.optional("max_result_bytes")?,
+                read_only: u.optional("read_only")?,
+            },
         };
         users.insert(name.clone(), user);
     }

@@ -150,6 +150,8 @@ impl fmt::Display for SettingValue {
 
 const POOL_SIZE_MAX: i64 = 100_000;
 const CONNECTIONS_MAX: i64 = 1_000_000;
+/// Rows or bytes of one result: 2^50, far beyond anything a client could hold.
+const RESULT_MAX: i64 = 1 << 50;
 pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
 const fn setting(
@@ -232,6 +234,27 @@ pub static SETTINGS: &[Setting] = &[
         "drop auth_query passthrough pools without clients or servers this long; 0 = never"),
     setting(Pooler, "log_level", Kind::Enum(LOG_LEVELS), "\"info\"", true,
         "least severe log level written"),
+    // Guardrails; query_timeout to read_only may be overridden per database and user.
+    setting(Pooler, "query_timeout", DURATION_OR_OFF, "0", true,
+        "cancel a query running longer than this (57014); 0 = off"),
+    setting(Pooler, "max_result_rows", int(0, RESULT_MAX), "0", true,
+        "end a result with 54000 once it passes this many rows; 0 = off"),
+    setting(Pooler, "max_result_bytes", int(0, RESULT_MAX), "0", true,
+        "end a result with 54000 once its rows or COPY data pass this many bytes; 0 = off"),
+    setting(Pooler, "deny_statements", Kind::StrList, "[]", true,
+        "statements refused with 42501 by their leading keywords, e.g. \"ALTER SYSTEM\", \"COPY ... PROGRAM\""),
+    setting(Pooler, "allow_statements", Kind::StrList, "[]", true,
+        "when not empty, only statements whose leading keywords match an entry pass"),
+    setting(Pooler, "read_only", Kind::Bool, "false", true,
+        "server connections run with default_transaction_read_only = on"),
+    setting(Pooler, "max_client_conn_per_addr", int(0, CONNECTIONS_MAX), "0", true,
+        "client connections allowed at once from one address; 0 = no limit"),
+    setting(Pooler, "connect_rate_per_addr", int(0, CONNECTIONS_MAX), "0", true,
+        "new client connections per second from one address; 0 = no limit"),
+    setting(Pooler, "connect_burst_per_addr", int(1, CONNECTIONS_MAX), "10", true,
+        "new client connections one address may open at once beyond connect_rate_per_addr"),
+    setting(Pooler, "trusted_addrs", Kind::StrList, "[]", true,
+        "client addresses or CIDR ranges exempt from the per-address limits"),
     // [tls]
     setting(Tls, "client_tls_mode", Kind::Enum(ClientTlsMode::NAMES), "\"disable\"", true,
         "TLS towards clients"),
@@ -273,6 +296,18 @@ pub static SETTINGS: &[Setting] = &[
         "overrides [pooler] min_pool_size"),
     setting(Database, "max_db_connections", int(0, CONNECTIONS_MAX), "", true,
         "overrides [pooler] max_db_connections; 0 = no limit"),
+    setting(Database, "query_timeout", DURATION_OR_OFF, "", true,
+        "overrides [pooler] query_timeout; 0 = off"),
+    setting(Database, "max_result_rows", int(0, RESULT_MAX), "", true,
+        "overrides [pooler] max_result_rows; 0 = off"),
+    setting(Database, "max_result_bytes", int(0, RESULT_MAX), "", true,
+        "overrides [pooler] max_result_bytes; 0 = off"),
+    setting(Database, "deny_statements", Kind::StrList, "", true,
+        "replaces [pooler] deny_statements for this database"),
+    setting(Database, "allow_statements", Kind::StrList, "", true,
+        "replaces [pooler] allow_statements for this database"),
+    setting(Database, "read_only", Kind::Bool, "", true,
+        "overrides [pooler] read_only"),
     setting(Database, "auth_query", Kind::Table, "", true,
         "look up unknown users' passwords in this database"),
     // [databases.NAME.auth_query]
@@ -310,6 +345,14 @@ pub static SETTINGS: &[Setting] = &[
         "overrides the database's pool_size for this user's pools"),
     setting(User, "max_user_connections", int(0, CONNECTIONS_MAX), "", true,
         "overrides [pooler] max_user_connections; 0 = no limit"),
+    setting(User, "query_timeout", DURATION_OR_OFF, "", true,
+        "overrides the database's and [pooler] query_timeout; 0 = off"),
+    setting(User, "max_result_rows", int(0, RESULT_MAX), "", true,
+        "overrides the database's and [pooler] max_result_rows; 0 = off"),
+    setting(User, "max_result_bytes", int(0, RESULT_MAX), "", true,
+        "overrides the database's and [pooler] max_result_bytes; 0 = off"),
+    setting(User, "read_only", Kind::Bool, "", true,
+        "overrides the database's and [pooler] read_only"),
 ];
 
 /// The declaration of `name` in `section`, if there is one.

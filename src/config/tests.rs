@@ -679,6 +679,7 @@ fn pool_settings_take_user_then_database_then_pooler_values() {
         min_pool_size: 2,
         max_db_connections: 100,
         max_user_connections: 50,
+        read_only: false,
     };
     assert_eq!(settings("plain", "bob"), Some(pooler_only));
     assert_eq!(settings("plain", "unlisted"), Some(pooler_only));
@@ -690,6 +691,7 @@ fn pool_settings_take_user_then_database_then_pooler_values() {
             min_pool_size: 4,
             max_db_connections: 30,
             max_user_connections: 50,
+            read_only: false,
         })
     );
     assert_eq!(
@@ -700,6 +702,7 @@ fn pool_settings_take_user_then_database_then_pooler_values() {
             min_pool_size: 3,
             max_db_connections: 30,
             max_user_connections: 5,
+            read_only: false,
         })
     );
     assert_eq!(settings("plain", "alice").map(|s| s.pool_size), Some(3));
@@ -1171,6 +1174,7 @@ fn effective_pools_of_passthrough_and_server_user_modes() {
             min_pool_size: 2,
             max_db_connections: 0,
             max_user_connections: 50,
+            read_only: false,
         })
     );
     // An overrides-only [users] entry still wins in passthrough.
@@ -1199,6 +1203,7 @@ fn effective_pools_of_passthrough_and_server_user_modes() {
         min_pool_size: 2,
         max_db_connections: 0,
         max_user_connections: 7,
+        read_only: false,
     };
     assert_eq!(effective("shared", "bob", true), Some(owner_pool));
     assert_eq!(effective("shared", "tuned", true), Some(owner_pool));

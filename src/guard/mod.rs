@@ -71,6 +71,7 @@
 //!   PostgreSQL converts them before lexing, this lexer does not.
 //! * Statements nested deeper than [`MAX_DEPTH`] levels of `WITH`/`EXPLAIN` are refused.
 
+pub mod addr;
 pub mod lexer;
 
 use lexer::{for_each_unit, LexOptions, Lexer, Token, TokenKind};

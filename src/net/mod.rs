@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
+pub mod cidr;
 pub mod tls;
 
 pub enum Stream {

@@ -349,9 +349,7 @@ impl Pool {
     /// when its settings are stale or it outlived server_lifetime.
     pub fn release(&self, mut server: Box<ServerConn>, now: Instant) -> Release {
         let mut st = self.lock();
-        let expired = !st.server_lifetime.is_zero()
-            && now.duration_since(server.created) >= st.server_lifetime;
-        if self.is_removed() || server.generation != st.generation || expired {
+        if !self.is_current(&st, &server, now) {
             self.forget_server(&mut st);
             let launch = self.reserve_launch(&mut st);
             return Release::Close(server, launch);
@@ -372,10 +370,17 @@ impl Pool {
 
     /// Whether this server may go on serving (reload or lifetime may retire it).
     pub fn server_is_current(&self, server: &ServerConn, now: Instant) -> bool {
-        let st = self.lock();
+        self.is_current(&self.lock(), server, now)
+    }
+
+    /// A read_only pool's server whose client turned default_transaction_read_only off
+    /// (and server_reset_query did not turn it back on) is not current either.
+    fn is_current(&self, st: &PoolState, server: &ServerConn, now: Instant) -> bool {
         let expired = !st.server_lifetime.is_zero()
             && now.duration_since(server.created) >= st.server_lifetime;
-        !(self.is_removed() || server.generation != st.generation || expired)
+        let writable = st.settings.read_only
+            && server.params.get("default_transaction_read_only") != Some("on");
+        !(self.is_removed() || server.generation != st.generation || expired || writable)
     }
 
     /// Drops a waiter (client gone or cancelled). Returns whether it was queued.
@@ -628,7 +633,8 @@ impl Registry {
                     let same_target = st.target.addr == spec.target.addr
                         && st.target.dbname == spec.target.dbname
                         && st.target.user == spec.target.user
-                        && same_credential(&st.target.credential, &spec.target.credential);
+                        && same_credential(&st.target.credential, &spec.target.credential)
+                        && st.settings.read_only == spec.settings.read_only;
                     if !same_target {
                         st.generation += 1;
                         st.scram_keys = None;

@@ -14,3 +14,4 @@ pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
 pub const INTERNAL_ERROR: &str = "XX000";
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";

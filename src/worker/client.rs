@@ -217,6 +217,32 @@ impl Worker {
             );
             return;
         }
+        let addr_limits = &self.snap.config.pooler.addr_limits;
+        if !addr_limits.is_off() {
+            let peer = match &c.stream {
+                Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+                Stream::Unix(_) => None,
+            };
+            if let Some(ip) = peer {
+                match self
+                    .shared
+                    .addr_limiter
+                    .admit(ip, addr_limits, Instant::now())
+                {
+                    Ok(counted) => c.addr_counted = counted.then_some(ip),
+                    Err(refusal) => {
+                        log::info!("client {} refused: {refusal}", c.id);
+                        self.fail_client(
+                            cref,
+                            Severity::Fatal,
+                            sqlstate::TOO_MANY_CONNECTIONS,
+                            &refusal.to_string(),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
         // A drain serves the clients it accepted (a successor on the same
         // port takes the new ones); only a stop refuses them.
         if self.shutdown == Some(super::ShutdownMode::Now) {
@@ -913,6 +939,7 @@ impl Worker {
         );
         c.cancel_key = Some(cancel);
         c.pool = Some(pool.clone());
+        (c.limits, c.rules) = self.snap.guardrails(&c.database, &c.user);
         log::debug!(
             "client {} {}@{} from {} logged in",
             c.id,

@@ -71,6 +71,13 @@ const WAITING_INPUT_LIMIT: usize = 256 * 1024;
 /// Clients must finish the startup and authentication exchange within this time.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);
+/// A cancel thread that never reports (it could not even start) stops holding its
+/// server after this long.
+const CANCEL_DELIVERY_LIMIT: Duration = Duration::from_secs(10);
+/// Fails the transaction block a result-limit abort left intact (the statement finished
+/// before the cancel landed): an unknown literal's cast fails in parse analysis.
+const FAIL_TRANSACTION_SQL: &str =
+    "SELECT 'transaction failed by the pooler after a result limit'::pg_catalog.int4";
 /// During a drain, how long a client that logged in after it began may stay
 /// idle before its first request.
 const DRAIN_IDLE_LOGIN: Duration = Duration::from_secs(5);
@@ -101,6 +108,10 @@ pub enum WorkerMsg {
     },
     Cancel {
         client: ConnRef,
+    },
+    /// The pooler's own CancelRequest for this server (a guardrail) was delivered.
+    CancelDelivered {
+        server: ConnRef,
     },
     /// Open one server for this pool (capacity already reserved).
     Launch(Arc<Pool>),
@@ -158,6 +169,8 @@ pub struct Shared {
     pub running: AtomicUsize,
     /// PAUSE / DISABLE state and event counters.
     pub control: crate::control::ControlState,
+    /// Per client address connection counts and rate buckets.
+    pub addr_limiter: crate::guard::addr::AddrLimiter,
 }
 
 impl Shared {
@@ -172,6 +185,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             control: crate::control::ControlState::default(),
+            addr_limiter: Default::default(),
         }
     }
 
@@ -292,6 +306,11 @@ pub struct Client {
     /// Why it is being drained when not for shutdown (a reload retired its pool).
     retired_because: Option<&'static str>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
+    /// Guardrails in effect, set at login and by each reload.
+    limits: crate::config::ClientLimits,
+    rules: Option<Arc<crate::guard::StatementRules>>,
+    /// Counted by the per-address limits under this address.
+    addr_counted: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +347,11 @@ pub struct Server {
     /// query and transaction time statistics.
     query_started: Option<Instant>,
     xact_started: Option<Instant>,
+    guard: relay::ResultGuard,
+    /// When the pooler's own CancelRequest for this server went out, until it is
+    /// delivered: the server must not take a new request (which the late cancel could
+    /// hit), so it is neither released nor fed client input until then.
+    cancel_sent: Option<Instant>,
 }
 
 impl Server {
@@ -384,6 +408,8 @@ impl Server {
             login: server::Login::default(),
             query_started: None,
             xact_started: None,
+            guard: relay::ResultGuard::default(),
+            cancel_sent: None,
         }
     }
 
@@ -398,6 +424,7 @@ impl Server {
             params: &mut self.conn.params,
             prepared: &mut self.conn.prepared,
             prepared_tick: &mut self.conn.prepared_tick,
+            guard: &mut self.guard,
         }
     }
 }
@@ -410,6 +437,8 @@ impl Client {
             fwd_remaining: &mut self.fwd_remaining,
             statements: &mut self.statements,
             params: &mut self.params,
+            rules: self.rules.as_deref(),
+            limits: self.limits,
         }
     }
 }
@@ -614,6 +643,9 @@ impl Worker {
                 auth_source: "",
                 auth_method: "",
                 admin: None,
+                limits: Default::default(),
+                rules: None,
+                addr_counted: None,
             };
             if let Err(e) = self.poll.registry().register(
                 &mut client.stream,
@@ -645,6 +677,7 @@ impl Worker {
                     }
                 }
                 WorkerMsg::Cancel { client } => self.cancel_client(client),
+                WorkerMsg::CancelDelivered { server } => self.cancel_delivered(server),
                 WorkerMsg::Launch(pool) => self.launch_server(pool),
                 WorkerMsg::AuthQueryDone { client, result } => self.lookup_done(client, result),
                 WorkerMsg::Report(reply) => self.send_report(reply),
@@ -658,6 +691,11 @@ impl Worker {
 
     fn apply_reload(&mut self, snap: Arc<Snapshot>) {
         self.snap = snap;
+        for (_, c) in self.clients.iter_mut() {
+            if c.pool.is_some() {
+                (c.limits, c.rules) = self.snap.guardrails(&c.database, &c.user);
+            }
+        }
         // Clients whose database or pool a reload removed finish their
         // transaction, then go (at release); those between transactions go now.
         let retired: Vec<(ConnRef, &'static str)> = self
@@ -827,9 +865,9 @@ impl Worker {
                 return;
             }
             if let Some(sref) = c.server {
-                if server_at!(self, sref)
-                    .is_some_and(|s| s.outbuf.len() > relay::HIGH_WATER || s.hold_client)
-                {
+                if server_at!(self, sref).is_some_and(|s| {
+                    s.outbuf.len() > relay::HIGH_WATER || s.hold_client || s.cancel_sent.is_some()
+                }) {
                     return;
                 }
             }
@@ -1038,7 +1076,7 @@ impl Worker {
             track_statements: track,
             max_prepared,
         };
-        let hold = s.hold_client;
+        let hold = s.hold_client || s.cancel_sent.is_some();
         let was_idle = s.tracker.is_empty();
         let mut cs = c.relay_side();
         let mut ss = s.relay_side();
@@ -1227,8 +1265,17 @@ impl Worker {
         };
         if s.state == ServerState::Resetting {
             if ev.internal_done {
+                // What the session and the reset reported, before it is replaced by
+                // the login-time settings the reset is trusted to have restored.
+                let writable = s.conn.params.get("default_transaction_read_only") != Some("on")
+                    && s.pool.lock().settings.read_only;
                 if ev.internal_error.is_some() || s.status != b'I' {
                     self.close_server(sref, "server_reset_query failed");
+                } else if writable {
+                    self.close_server(
+                        sref,
+                        "read_only pool: default_transaction_read_only is off after server_reset_query",
+                    );
                 } else {
                     s.conn.prepared.clear();
                     s.conn.params = s.conn.reset_params.clone();
@@ -1241,6 +1288,41 @@ impl Worker {
             s.count_queries(&ev);
         }
         let cref = s.client;
+        if ev.limit_hit {
+            self.guard_cancel(sref);
+        }
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if ev.fail_transaction {
+            self.scratch.clear();
+            protocol::query(&mut self.scratch, FAIL_TRANSACTION_SQL);
+            s.outbuf.extend(&mut self.bufs, &self.scratch);
+            s.tracker.push(relay::Pending::Internal);
+            s.hold_client = true;
+            self.flush_server(sref);
+            return;
+        }
+        if ev.internal_done && s.guard.abort.is_some() {
+            // The pooler failed the transaction after a result limit: now the client
+            // hears of the limit, with the transaction failed as PostgreSQL leaves it.
+            s.hold_client = false;
+            let error = s.guard.abort.take().map(|a| a.error).unwrap_or_default();
+            let status = s.status;
+            if let Some(c) = cref.and_then(|cref| client_at!(self, cref)) {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&error);
+                protocol::ready_for_query(&mut self.scratch, status);
+                c.outbuf.extend(&mut self.bufs, &self.scratch);
+            }
+            if let Some(cref) = cref {
+                self.flush_client(cref);
+                self.relay_client(cref);
+                self.deferred_clients.push(cref);
+            }
+            self.maybe_release(sref);
+            return;
+        }
         if ev.internal_done {
             s.hold_client = false;
             if let Some(err) = ev.internal_error {
@@ -1280,6 +1362,7 @@ impl Worker {
             || !s.tracker.is_empty()
             || s.status != b'I'
             || s.hold_client
+            || s.cancel_sent.is_some()
             || s.fwd_remaining > 0
             || !s.inbuf.is_empty()
             || !s.outbuf.is_empty()
@@ -1663,6 +1746,9 @@ impl Worker {
         if c.counted {
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
         }
+        if let Some(addr) = c.addr_counted {
+            self.shared.addr_limiter.release(addr);
+        }
         if let Some(key) = c.cancel_key {
             self.shared.lock_cancels().remove(&key);
         }
@@ -1694,7 +1780,9 @@ impl Worker {
             && s.status == b'I'
             && s.fwd_remaining == 0
             && c.fwd_remaining == 0
-            && !s.hold_client;
+            && !s.hold_client
+            && s.cancel_sent.is_none()
+            && s.guard.abort.is_none();
         if !clean {
             self.close_server(sref, "client left mid-transaction or mid-request");
             return;
@@ -1725,7 +1813,7 @@ impl Worker {
                 };
                 let addr = s.pool.lock().target.addr.clone();
                 let (pid, key) = (s.conn.backend_pid, s.conn.backend_key);
-                server::send_cancel(addr, pid, key);
+                server::send_cancel(addr, pid, key, || {});
             }
             ClientState::Waiting => {
                 // The queued request never reaches a server: drop it and answer as
@@ -1765,6 +1853,39 @@ impl Worker {
         }
     }
 
+    /// Cancels the server's running query for a guardrail (query_timeout, a result
+    /// limit), once: the server takes no new request until the cancel is delivered.
+    fn guard_cancel(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if s.cancel_sent.is_some() {
+            return;
+        }
+        s.cancel_sent = Some(Instant::now());
+        let addr = s.pool.lock().target.addr.clone();
+        let (pid, key) = (s.conn.backend_pid, s.conn.backend_key);
+        let shared = self.shared.clone();
+        let worker = self.id;
+        server::send_cancel(addr, pid, key, move || {
+            shared.send_to(worker, WorkerMsg::CancelDelivered { server: sref });
+        });
+    }
+
+    fn cancel_delivered(&mut self, sref: ConnRef) {
+        let Some(s) = server_at!(self, sref) else {
+            return;
+        };
+        if s.cancel_sent.take().is_none() {
+            return;
+        }
+        if let Some(cref) = s.client {
+            self.relay_client(cref);
+            self.deferred_clients.push(cref);
+        }
+        self.maybe_release(sref);
+    }
+
     // ---- timers -----------------------------------------------------------------
 
     fn check_timers(&mut self, now: Instant) {
@@ -1775,6 +1896,7 @@ impl Worker {
         let lookup_timeout = p.server_connect_timeout;
         let mut expired: Vec<(ConnRef, &'static str, String)> = Vec::new();
         let mut drained = Vec::new();
+        let mut timed_out = Vec::new();
         for (i, c) in self.clients.iter() {
             let cref = ConnRef {
                 index: i,
@@ -1850,6 +1972,17 @@ impl Worker {
                     else {
                         continue;
                     };
+                    let timeout = c.limits.query_timeout;
+                    let running = !s.tracker.is_empty()
+                        && !matches!(s.tracker.front(), Some(relay::Pending::Internal));
+                    if running
+                        && !timeout.is_zero()
+                        && s.guard.abort.is_none()
+                        && s.query_started
+                            .is_some_and(|t| now.duration_since(t) > timeout)
+                    {
+                        timed_out.push((sref, timeout));
+                    }
                     let between_requests = s.tracker.is_empty() && c.inbuf.is_empty();
                     let idle_for = now.duration_since(c.last_activity);
                     if between_requests && s.status != b'I' {
@@ -1883,6 +2016,33 @@ impl Worker {
                 log::info!("client {} {}@{}: {msg}", c.id, c.user, c.database);
             }
             self.fail_client(cref, Severity::Fatal, code, &msg);
+        }
+        for (sref, timeout) in timed_out {
+            if let Some(s) = server_at!(self, sref) {
+                if s.guard.start_timeout(timeout) {
+                    log::info!(
+                        "server {}: query ran past query_timeout ({}); cancelling it",
+                        s.conn.id,
+                        crate::config::format_duration(timeout)
+                    );
+                    self.guard_cancel(sref);
+                }
+            }
+        }
+        let undelivered: Vec<ConnRef> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| {
+                s.cancel_sent
+                    .is_some_and(|t| now.duration_since(t) > CANCEL_DELIVERY_LIMIT)
+            })
+            .map(|(i, s)| ConnRef {
+                index: i,
+                generation: s.generation,
+            })
+            .collect();
+        for sref in undelivered {
+            self.cancel_delivered(sref);
         }
         let late: Vec<ConnRef> = self
             .servers

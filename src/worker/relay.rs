@@ -12,6 +12,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::buf::{Buf, BufPool};
+use crate::config::ClientLimits;
+use crate::guard::lexer::LexOptions;
+use crate::guard::StatementRules;
 use crate::params::{self, ParamSet};
 use crate::protocol::{self, backend, frontend, parse_header, ProtocolError, Reader};
 
@@ -45,6 +48,12 @@ pub enum Pending {
     /// The client's CopyDone or CopyFail: no response of its own, but it marks where the
     /// server leaves copy-in mode, and Syncs before it are ignored by the server.
     CopyEnd,
+    /// A stand-in for a Query (`parse` false) or Parse the statement rules refused: it
+    /// fails on the server, and its ErrorResponse is replaced by `error`.
+    Refused {
+        error: Arc<[u8]>,
+        parse: bool,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +162,7 @@ impl Tracker {
         match self.queue.front() {
             None
             | Some(Pending::Query)
+            | Some(Pending::Refused { parse: false, .. })
             | Some(Pending::Internal)
             | Some(Pending::FunctionCall)
             | Some(Pending::Sync) => {}
@@ -212,6 +222,9 @@ pub struct ClientSide<'a> {
     pub fwd_remaining: &'a mut usize,
     pub statements: &'a mut HashMap<String, Arc<Statement>>,
     pub params: &'a mut ParamSet,
+    /// Statement rules of the client's database; `None` when it has none.
+    pub rules: Option<&'a StatementRules>,
+    pub limits: ClientLimits,
 }
 
 /// The server side of a link.
@@ -225,6 +238,7 @@ pub struct ServerSide<'a> {
     pub params: &'a mut ParamSet,
     pub prepared: &'a mut HashMap<String, u64>,
     pub prepared_tick: &'a mut u64,
+    pub guard: &'a mut ResultGuard,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -300,6 +314,22 @@ pub fn client_to_server(
         let Some((tag, len)) = parse_header(c.inbuf.pending())? else {
             return Ok(ClientFlow::Idle);
         };
+        if let (Some(rules), frontend::QUERY | frontend::PARSE) = (c.rules, tag) {
+            if c.inbuf.len() < len {
+                c.inbuf.reserve_message(ctx.bufs, len);
+                return Ok(ClientFlow::Idle);
+            }
+            let standard_conforming_strings =
+                c.params.get("standard_conforming_strings") != Some("off");
+            let lex = LexOptions {
+                standard_conforming_strings,
+            };
+            if let Some(refusal) = check_statement(rules, tag, &c.inbuf.pending()[5..len], lex)? {
+                send_stand_in(tag, &c.inbuf.pending()[5..len], &refusal, s, ctx)?;
+                c.inbuf.consume(len);
+                continue;
+            }
+        }
         match tag {
             frontend::TERMINATE => {
                 c.inbuf.consume(len.min(c.inbuf.len()));
@@ -333,6 +363,65 @@ pub fn client_to_server(
             }
         }
     }
+}
+
+/// What the statement rules say about a Query or Parse body.
+fn check_statement(
+    rules: &StatementRules,
+    tag: u8,
+    body: &[u8],
+    lex: LexOptions,
+) -> Result<Option<crate::guard::Refusal>, ProtocolError> {
+    let mut r = Reader::new(body);
+    if tag == frontend::PARSE {
+        r.cstr_bytes()?;
+    }
+    // Not UTF-8 (a LATIN1 client, say): the bytes that are not are never quotes or
+    // backslashes in the ASCII-safe encodings the lexer supports, so a replacement
+    // character in their place tokenizes the same.
+    let sql = String::from_utf8_lossy(r.cstr_bytes()?);
+    Ok(rules.check_with(&sql, lex).err())
+}
+
+/// The text a refused statement is replaced with: it fails in parse analysis (the cast
+/// of an unknown literal runs then), so PostgreSQL applies its own error rules, failing
+/// a transaction block or skipping an extended batch to Sync, and its log shows why.
+const STAND_IN_SQL: &str = "SELECT 'statement refused by the pooler'::pg_catalog.int4";
+
+/// Sends the stand-in for a refused Query or Parse; its error will be replaced by the
+/// refusal. A Parse keeps the client's statement name, so exactly what PostgreSQL
+/// would drop on a failed Parse (the unnamed statement) is dropped.
+fn send_stand_in(
+    tag: u8,
+    body: &[u8],
+    refusal: &crate::guard::Refusal,
+    s: &mut ServerSide,
+    ctx: &mut Ctx,
+) -> Result<(), ProtocolError> {
+    let mut error = Vec::new();
+    protocol::error_response(
+        &mut error,
+        protocol::Severity::Error,
+        crate::guard::Refusal::SQLSTATE,
+        &refusal.to_string(),
+    );
+    ctx.scratch.clear();
+    if tag == frontend::PARSE {
+        let name = Reader::new(body).cstr_bytes()?;
+        protocol::begin(ctx.scratch, frontend::PARSE)
+            .cstr_bytes(name)
+            .cstr(STAND_IN_SQL)
+            .i16(0)
+            .finish();
+    } else {
+        protocol::query(ctx.scratch, STAND_IN_SQL);
+    }
+    s.outbuf.extend(ctx.bufs, ctx.scratch);
+    s.tracker.push(Pending::Refused {
+        error: Arc::from(error),
+        parse: tag == frontend::PARSE,
+    });
+    Ok(())
 }
 
 /// Makes sure the server has `st` prepared, injecting a Parse (and an LRU eviction Close)
@@ -483,6 +572,83 @@ fn statement_message(
     Ok(())
 }
 
+/// Per server: the size of the result being relayed, and an abort in progress.
+#[derive(Debug, Default)]
+pub struct ResultGuard {
+    rows: u64,
+    bytes: u64,
+    pub abort: Option<Abort>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortKind {
+    /// query_timeout: the server's 57014 for the pooler's cancel is replaced by the
+    /// abort's error; everything else passes.
+    Timeout,
+    /// A result limit: nothing but the abort's error and ReadyForQuery reaches the
+    /// client until the request ends.
+    ResultLimit,
+}
+
+#[derive(Debug)]
+pub struct Abort {
+    pub kind: AbortKind,
+    /// The ErrorResponse the client gets.
+    pub error: Vec<u8>,
+}
+
+impl ResultGuard {
+    /// Starts a query_timeout abort unless one is on; returns whether it started.
+    pub fn start_timeout(&mut self, limit: std::time::Duration) -> bool {
+        if self.abort.is_some() {
+            return false;
+        }
+        let mut error = Vec::new();
+        protocol::error_response(
+            &mut error,
+            protocol::Severity::Error,
+            crate::protocol::sqlstate::QUERY_CANCELED,
+            &format!(
+                "canceling statement due to the pooler's query_timeout ({})",
+                crate::config::format_duration(limit)
+            ),
+        );
+        self.abort = Some(Abort {
+            kind: AbortKind::Timeout,
+            error,
+        });
+        true
+    }
+
+    fn end_result(&mut self) {
+        self.rows = 0;
+        self.bytes = 0;
+    }
+
+    /// Counts one DataRow or CopyData message of `len` bytes; the error to end the
+    /// request with when that passes a limit.
+    fn count(&mut self, limits: &ClientLimits, row: bool, len: usize) -> Option<Vec<u8>> {
+        self.rows += u64::from(row);
+        self.bytes += len as u64;
+        let (key, limit, unit) = if limits.max_result_rows > 0 && self.rows > limits.max_result_rows
+        {
+            ("max_result_rows", limits.max_result_rows, "rows")
+        } else if limits.max_result_bytes > 0 && self.bytes > limits.max_result_bytes {
+            ("max_result_bytes", limits.max_result_bytes, "bytes")
+        } else {
+            return None;
+        };
+        let mut error = Vec::new();
+        protocol::error_response(
+            &mut error,
+            protocol::Severity::Error,
+            crate::protocol::sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            &format!("query result exceeded the pooler's {key} ({limit} {unit})"),
+        );
+        Some(error)
+    }
+}
+
 /// What the worker must act on after relaying server output.
 #[derive(Debug, Default)]
 pub struct ServerEvents {
@@ -496,6 +662,11 @@ pub struct ServerEvents {
     /// them ended a transaction (status back to idle).
     pub queries: u32,
     pub xacts: u32,
+    /// A result passed a limit: the worker cancels the query on the server.
+    pub limit_hit: bool,
+    /// A result-limit abort ended in a transaction block that the cancel did not fail:
+    /// ReadyForQuery was withheld, the worker fails the transaction itself.
+    pub fail_transaction: bool,
 }
 
 fn needs_whole(tag: u8) -> bool {
@@ -547,11 +718,20 @@ pub fn server_to_client(
         }
         let internal = matches!(s.tracker.front(), Some(Pending::Internal));
         let mut forward = !internal;
+        let aborting = !internal
+            && matches!(
+                s.guard.abort,
+                Some(Abort {
+                    kind: AbortKind::ResultLimit,
+                    ..
+                })
+            );
         match tag {
             backend::READY_FOR_QUERY => {
                 let status = s.inbuf.pending().get(5).copied().unwrap_or(b'I');
                 *s.status = status;
                 s.tracker.skipping = false;
+                s.guard.end_result();
                 if s.tracker.pop() == Some(Pending::Internal) {
                     ev.internal_done = true;
                     forward = false;
@@ -560,18 +740,74 @@ pub fn server_to_client(
                     if status == b'I' {
                         ev.xacts += 1;
                     }
+                    if aborting && status == b'T' {
+                        // The statement finished before the cancel landed; PostgreSQL
+                        // would leave the transaction failed after an error.
+                        ev.fail_transaction = true;
+                        forward = false;
+                    } else if let Some(abort) = s.guard.abort.take() {
+                        if abort.kind == AbortKind::ResultLimit {
+                            if let Some(cl) = c.as_deref_mut() {
+                                cl.outbuf.extend(ctx.bufs, &abort.error);
+                            }
+                        }
+                    }
                 }
             }
             backend::ERROR_RESPONSE => {
                 let fields = protocol::parse_error_fields(&s.inbuf.pending()[5..len]);
-                if fields.severity == "FATAL" || fields.severity == "PANIC" {
+                let fatal = fields.severity == "FATAL" || fields.severity == "PANIC";
+                if fatal {
                     ev.fatal = true;
+                }
+                s.guard.end_result();
+                let replacement = match (s.tracker.front(), &s.guard.abort) {
+                    _ if internal || fatal => None,
+                    (Some(Pending::Refused { error, .. }), _) => Some(error.to_vec()),
+                    (
+                        _,
+                        Some(Abort {
+                            kind: AbortKind::ResultLimit,
+                            ..
+                        }),
+                    ) => {
+                        forward = false;
+                        None
+                    }
+                    (_, Some(abort))
+                        if fields.code == crate::protocol::sqlstate::QUERY_CANCELED =>
+                    {
+                        Some(abort.error.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(error) = replacement {
+                    forward = false;
+                    if let Some(cl) = c.as_deref_mut() {
+                        cl.outbuf.extend(ctx.bufs, &error);
+                    }
                 }
                 if internal {
                     ev.internal_error = Some(fields);
                 }
                 for name in s.tracker.on_error() {
                     s.prepared.remove(&*name);
+                }
+            }
+            backend::DATA_ROW | backend::COPY_DATA if !internal => {
+                if aborting {
+                    forward = false;
+                } else if let Some(limits) = c.as_deref().map(|cl| cl.limits) {
+                    if limits.max_result_rows > 0 || limits.max_result_bytes > 0 {
+                        if let Some(error) = s.guard.count(&limits, tag == backend::DATA_ROW, len) {
+                            s.guard.abort = Some(Abort {
+                                kind: AbortKind::ResultLimit,
+                                error,
+                            });
+                            ev.limit_hit = true;
+                            forward = false;
+                        }
+                    }
                 }
             }
             backend::PARSE_COMPLETE => {
@@ -599,9 +835,14 @@ pub fn server_to_client(
                     s.prepared.clear();
                 }
                 s.tracker.pop_if(&Pending::Execute);
+                s.guard.end_result();
             }
             backend::COPY_IN_RESPONSE => s.tracker.on_copy_in(),
-            backend::EMPTY_QUERY_RESPONSE | backend::PORTAL_SUSPENDED => {
+            backend::EMPTY_QUERY_RESPONSE => {
+                s.tracker.pop_if(&Pending::Execute);
+                s.guard.end_result();
+            }
+            backend::PORTAL_SUSPENDED => {
                 s.tracker.pop_if(&Pending::Execute);
             }
             backend::PARAMETER_STATUS => {
@@ -625,6 +866,17 @@ pub fn server_to_client(
                 }
             }
             _ => {}
+        }
+        if aborting
+            && !matches!(
+                tag,
+                backend::PARAMETER_STATUS
+                    | backend::NOTIFICATION_RESPONSE
+                    | backend::READY_FOR_QUERY
+                    | backend::ERROR_RESPONSE
+            )
+        {
+            forward = false;
         }
         let pending = s.inbuf.pending();
         let n = pending.len().min(len);
@@ -661,6 +913,9 @@ mod tests {
         s_params: ParamSet,
         prepared: HashMap<String, u64>,
         tick: u64,
+        rules: Option<StatementRules>,
+        limits: ClientLimits,
+        guard: ResultGuard,
     }
 
     impl Harness {
@@ -683,6 +938,9 @@ mod tests {
                 s_params: ParamSet::default(),
                 prepared: HashMap::new(),
                 tick: 0,
+                rules: None,
+                limits: ClientLimits::default(),
+                guard: ResultGuard::default(),
             }
         }
 
@@ -703,6 +961,8 @@ mod tests {
                 fwd_remaining: &mut self.c_fwd,
                 statements: &mut self.stmts,
                 params: &mut self.c_params,
+                rules: self.rules.as_ref(),
+                limits: self.limits,
             };
             let mut s = ServerSide {
                 inbuf: &mut self.s_in,
@@ -714,6 +974,7 @@ mod tests {
                 params: &mut self.s_params,
                 prepared: &mut self.prepared,
                 prepared_tick: &mut self.tick,
+                guard: &mut self.guard,
             };
             f(&mut c, &mut s, &mut ctx)
         }
@@ -931,5 +1192,121 @@ mod tests {
         assert_eq!(tags(&h.take_client_out()), b"S");
         assert_eq!(h.c_params.get("timezone"), Some("Europe/Paris"));
         assert_eq!(h.s_params.get("timezone"), Some("Europe/Paris"));
+    }
+
+    fn error_code(bytes: &[u8]) -> String {
+        protocol::parse_error_fields(&bytes[5..]).code
+    }
+
+    fn row() -> Vec<u8> {
+        msg(b'D', |m| m.i16(1).i32(1).bytes(b"1"))
+    }
+
+    #[test]
+    fn refused_query_is_replaced_by_a_failing_stand_in() {
+        let mut h = Harness::new();
+        h.rules = Some(StatementRules::new(&["ALTER SYSTEM"], &[] as &[&str]).unwrap());
+        h.client_sends(&msg(b'Q', |m| {
+            m.cstr("/* x */ alter  SYSTEM set work_mem = 1")
+        }));
+        let sent = h.take_server_out();
+        assert!(!sent.windows(6).any(|w| w.eq_ignore_ascii_case(b"system")));
+        assert!(sent.windows(7).any(|w| w == b"refused"), "stand-in sent");
+        let mut err = Vec::new();
+        protocol::error_response(&mut err, protocol::Severity::Error, "22P02", "bad int");
+        h.server_sends(&[err, msg(b'Z', |m| m.u8(b'I'))].concat());
+        let out = h.take_client_out();
+        assert_eq!(tags(&out), b"EZ");
+        assert_eq!(error_code(&out), "42501");
+        // Text inside quotes is not a statement.
+        h.client_sends(&msg(b'Q', |m| m.cstr("SELECT 'ALTER SYSTEM'")));
+        assert!(h.take_server_out().windows(6).any(|w| w == b"SYSTEM"));
+    }
+
+    #[test]
+    fn refused_parse_skips_the_batch_to_sync() {
+        let mut h = Harness::new();
+        h.rules = Some(StatementRules::new(&["LOAD"], &[] as &[&str]).unwrap());
+        let batch = [
+            parse("s1", "load 'x'"),
+            bind("s1"),
+            msg(b'E', |m| m.cstr("").i32(0)),
+            msg(b'S', |m| m),
+        ]
+        .concat();
+        h.client_sends(&batch);
+        assert!(
+            !h.stmts.contains_key("s1"),
+            "refused statement not registered"
+        );
+        let mut err = Vec::new();
+        protocol::error_response(&mut err, protocol::Severity::Error, "22P02", "bad int");
+        h.server_sends(&[err, msg(b'Z', |m| m.u8(b'I'))].concat());
+        let out = h.take_client_out();
+        assert_eq!(tags(&out), b"EZ");
+        assert_eq!(error_code(&out), "42501");
+        assert!(h.tracker.is_empty(), "{:?}", h.tracker);
+    }
+
+    #[test]
+    fn row_limit_stops_rows_and_ends_with_one_error() {
+        let mut h = Harness::new();
+        h.limits.max_result_rows = 2;
+        h.client_sends(&msg(b'Q', |m| m.cstr("SELECT big")));
+        let mut reply = vec![msg(b'T', |m| m.i16(0))];
+        reply.extend((0..5).map(|_| row()));
+        let ev = h.server_sends(&reply.concat());
+        assert!(ev.limit_hit);
+        assert_eq!(tags(&h.take_client_out()), b"TDD");
+        let mut cancelled = Vec::new();
+        protocol::error_response(&mut cancelled, protocol::Severity::Error, "57014", "cancel");
+        let ev = h.server_sends(&[row(), cancelled, msg(b'Z', |m| m.u8(b'I'))].concat());
+        assert!(!ev.fail_transaction);
+        let out = h.take_client_out();
+        assert_eq!(tags(&out), b"EZ");
+        assert_eq!(error_code(&out), "54000");
+        assert!(h.guard.abort.is_none());
+        // The next result counts from zero.
+        h.client_sends(&msg(b'Q', |m| m.cstr("SELECT 1")));
+        let ev = h.server_sends(&[row(), row(), msg(b'Z', |m| m.u8(b'I'))].concat());
+        assert!(!ev.limit_hit);
+        assert_eq!(tags(&h.take_client_out()), b"DDZ");
+    }
+
+    #[test]
+    fn limit_in_a_transaction_the_cancel_missed_asks_to_fail_it() {
+        let mut h = Harness::new();
+        h.limits.max_result_bytes = 30;
+        h.client_sends(&msg(b'Q', |m| m.cstr("COPY t TO STDOUT")));
+        let data = msg(b'd', |m| m.bytes(&[b'x'; 16]));
+        let reply = [
+            msg(b'H', |m| m.u8(0).i16(0)),
+            data.clone(),
+            data,
+            msg(b'c', |m| m),
+            msg(b'C', |m| m.cstr("COPY 2")),
+            msg(b'Z', |m| m.u8(b'T')),
+        ]
+        .concat();
+        let ev = h.server_sends(&reply);
+        assert!(ev.limit_hit && ev.fail_transaction);
+        assert_eq!(tags(&h.take_client_out()), b"Hd", "RFQ withheld");
+        assert!(h.guard.abort.is_some(), "the worker sends the error later");
+    }
+
+    #[test]
+    fn timeout_replaces_only_the_cancel_error() {
+        let mut h = Harness::new();
+        h.client_sends(&msg(b'Q', |m| m.cstr("SELECT pg_sleep(10)")));
+        assert!(h.guard.start_timeout(std::time::Duration::from_secs(2)));
+        assert!(!h.guard.start_timeout(std::time::Duration::from_secs(2)));
+        let mut cancelled = Vec::new();
+        protocol::error_response(&mut cancelled, protocol::Severity::Error, "57014", "user");
+        h.server_sends(&[cancelled, msg(b'Z', |m| m.u8(b'I'))].concat());
+        let out = h.take_client_out();
+        assert_eq!(error_code(&out), "57014");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("query_timeout (2s)"), "{text}");
+        assert!(h.guard.abort.is_none());
     }
 }

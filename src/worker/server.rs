@@ -1,7 +1,7 @@
 //! Server connections: non-blocking connect, startup and authentication against
 //! PostgreSQL, and the small pieces around them (goodbye, cancel).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,25 +41,47 @@ pub fn login_params(reported: &[(String, String)]) -> ParamSet {
 
 /// Sends a CancelRequest to PostgreSQL on a short-lived thread: the connect and write are
 /// blocking and must not run on a reactor.
-pub fn send_cancel(addr: ServerAddr, pid: u32, key: u32) {
+/// Sends a CancelRequest on a connection of its own, from a short-lived thread, then
+/// calls `delivered` once PostgreSQL has closed that connection: it has signalled the
+/// backend by then (or the attempt failed), so a later request cannot be hit by it.
+pub fn send_cancel(
+    addr: ServerAddr,
+    pid: u32,
+    key: u32,
+    delivered: impl FnOnce() + Send + 'static,
+) {
     let mut packet = Vec::with_capacity(16);
     protocol::cancel_request(&mut packet, pid, key);
     let spawned = std::thread::Builder::new()
         .name("cancel".into())
         .spawn(move || {
             let timeout = std::time::Duration::from_secs(5);
+            fn deliver(mut s: impl Read + Write, packet: &[u8]) -> std::io::Result<()> {
+                s.write_all(packet)?;
+                // PostgreSQL answers nothing; it closes once the backend is signalled.
+                let mut sink = [0u8; 64];
+                while s.read(&mut sink)? > 0 {}
+                Ok(())
+            }
             let result = match &addr {
                 ServerAddr::Tcp(addrs) => match addrs.first() {
-                    Some(a) => std::net::TcpStream::connect_timeout(a, timeout)
-                        .and_then(|mut s| s.write_all(&packet)),
+                    Some(a) => std::net::TcpStream::connect_timeout(a, timeout).and_then(|s| {
+                        s.set_read_timeout(Some(timeout))?;
+                        deliver(s, &packet)
+                    }),
                     None => Ok(()),
                 },
-                ServerAddr::Unix(path) => std::os::unix::net::UnixStream::connect(path)
-                    .and_then(|mut s| s.write_all(&packet)),
+                ServerAddr::Unix(path) => {
+                    std::os::unix::net::UnixStream::connect(path).and_then(|s| {
+                        s.set_read_timeout(Some(timeout))?;
+                        deliver(s, &packet)
+                    })
+                }
             };
             if let Err(e) = result {
                 log::warn!("cancel request to {addr} failed: {e}");
             }
+            delivered();
         });
     if let Err(e) = spawned {
         log::warn!("cannot start cancel thread: {e}");
@@ -164,12 +186,20 @@ impl Worker {
         let Some(s) = server_at!(self, sref) else {
             return;
         };
-        let (user, dbname) = {
+        let (user, dbname, read_only) = {
             let st = s.pool.lock();
-            (st.target.user.clone(), st.target.dbname.clone())
+            (
+                st.target.user.clone(),
+                st.target.dbname.clone(),
+                st.settings.read_only,
+            )
         };
         self.scratch.clear();
-        protocol::startup_message(&mut self.scratch, &[("user", &user), ("database", &dbname)]);
+        let mut startup = vec![("user", user.as_str()), ("database", dbname.as_str())];
+        if read_only {
+            startup.push(("default_transaction_read_only", "on"));
+        }
+        protocol::startup_message(&mut self.scratch, &startup);
         s.outbuf.extend(&mut self.bufs, &self.scratch);
         s.state = ServerState::Login;
         self.flush_server(sref);

@@ -1671,9 +1671,14 @@ pub mod msg {
     }
 
     pub fn execute(portal: &str) -> Vec<u8> {
+        execute_max(portal, 0)
+    }
+
+    /// Execute returning at most `max_rows` rows (0 = all) before PortalSuspended.
+    pub fn execute_max(portal: &str, max_rows: i32) -> Vec<u8> {
         let mut b = Vec::new();
         cstr(&mut b, portal);
-        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&max_rows.to_be_bytes());
         frame(Some(b'E'), &b)
     }
 

@@ -9,6 +9,7 @@ mod auth_query;
 mod cli;
 mod drivers;
 mod extended;
+mod guardrails;
 mod install;
 mod limits;
 mod passthrough;
