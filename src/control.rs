@@ -25,6 +25,7 @@ use crate::admin::{
 };
 use crate::auth::auth_query::EntryKind;
 use crate::config::settings::{Section, SettingValue};
+use crate::guard::Guardrail;
 use crate::metrics::{Exposition, HistogramSnapshot, Kind};
 use crate::pool::{ConnRef, Pool, PoolOrigin};
 use crate::protocol;
@@ -66,6 +67,8 @@ pub struct Counters {
     auth: Mutex<HashMap<(&'static str, &'static str), u64>>,
     /// ErrorResponses the pooler itself sent, by SQLSTATE class.
     errors: Mutex<HashMap<String, u64>>,
+    /// Times each guardrail acted, indexed like [`Guardrail::ALL`].
+    guardrails: [AtomicU64; Guardrail::ALL.len()],
 }
 
 impl Counters {
@@ -77,6 +80,10 @@ impl Counters {
             .unwrap_or_else(|e| e.into_inner())
             .entry((method, result))
             .or_default() += 1;
+    }
+
+    pub fn guardrail(&self, which: Guardrail) {
+        self.guardrails[which as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn error(&self, sqlstate: &str) {
@@ -925,6 +932,19 @@ pub fn render_metrics(shared: &Shared) -> String {
             (&[("reason", "login")][..], load(&c.rejected_login)),
         ],
     );
+    {
+        let mut f = e.family(
+            "pooler_guardrail_events_total",
+            "Times a guardrail acted: a query cancelled, a result stopped, a statement or connection refused.",
+            Kind::Counter,
+        );
+        for g in Guardrail::ALL {
+            f.sample(
+                &[("guardrail", g.as_str())],
+                load(&c.guardrails[g as usize]),
+            );
+        }
+    }
     e.counter(
         "pooler_tls_handshakes_total",
         "Completed client TLS handshakes.",

@@ -74,6 +74,40 @@
 pub mod addr;
 pub mod lexer;
 
+/// A guardrail that acted, for the counters /metrics shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guardrail {
+    QueryTimeout,
+    MaxResultRows,
+    MaxResultBytes,
+    StatementRefused,
+    MaxClientConnPerAddr,
+    ConnectRatePerAddr,
+}
+
+impl Guardrail {
+    pub const ALL: [Guardrail; 6] = [
+        Guardrail::QueryTimeout,
+        Guardrail::MaxResultRows,
+        Guardrail::MaxResultBytes,
+        Guardrail::StatementRefused,
+        Guardrail::MaxClientConnPerAddr,
+        Guardrail::ConnectRatePerAddr,
+    ];
+
+    /// The config key behind it (`statement_refused` stands for both lists).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guardrail::QueryTimeout => "query_timeout",
+            Guardrail::MaxResultRows => "max_result_rows",
+            Guardrail::MaxResultBytes => "max_result_bytes",
+            Guardrail::StatementRefused => "statement_refused",
+            Guardrail::MaxClientConnPerAddr => "max_client_conn_per_addr",
+            Guardrail::ConnectRatePerAddr => "connect_rate_per_addr",
+        }
+    }
+}
+
 use lexer::{for_each_unit, LexOptions, Lexer, Token, TokenKind};
 use std::fmt;
 

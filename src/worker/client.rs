@@ -13,6 +13,8 @@ use crate::auth::scram::{ChannelBinding, ScramSecret, ScramServer, MECHANISM, ME
 use crate::config::AuthType;
 use crate::config::ClientTlsMode;
 use crate::control::AdminRole;
+use crate::guard::addr::AddrRefusal;
+use crate::guard::Guardrail;
 use crate::net::tls::{self, HandshakeProgress, TlsStream};
 use crate::net::Stream;
 use crate::params;
@@ -232,6 +234,11 @@ impl Worker {
                     Ok(counted) => c.addr_counted = counted.then_some(ip),
                     Err(refusal) => {
                         log::info!("client {} refused: {refusal}", c.id);
+                        let which = match refusal {
+                            AddrRefusal::TooMany { .. } => Guardrail::MaxClientConnPerAddr,
+                            AddrRefusal::TooFast { .. } => Guardrail::ConnectRatePerAddr,
+                        };
+                        self.shared.control.counters.guardrail(which);
                         self.fail_client(
                             cref,
                             Severity::Fatal,

@@ -1075,12 +1075,19 @@ impl Worker {
             message: &mut self.message,
             track_statements: track,
             max_prepared,
+            refused: 0,
         };
         let hold = s.hold_client || s.cancel_sent.is_some();
         let was_idle = s.tracker.is_empty();
         let mut cs = c.relay_side();
         let mut ss = s.relay_side();
         let result = relay::client_to_server(&mut cs, &mut ss, &mut ctx, hold);
+        for _ in 0..ctx.refused {
+            self.shared
+                .control
+                .counters
+                .guardrail(crate::guard::Guardrail::StatementRefused);
+        }
         if was_idle && !s.tracker.is_empty() {
             let now = Instant::now();
             s.query_started = Some(now);
@@ -1239,6 +1246,7 @@ impl Worker {
             message: &mut self.message,
             track_statements: track,
             max_prepared,
+            refused: 0,
         };
         let mut ss = s.relay_side();
         let result = match client {
@@ -1288,7 +1296,8 @@ impl Worker {
             s.count_queries(&ev);
         }
         let cref = s.client;
-        if ev.limit_hit {
+        if let Some(which) = ev.limit_hit {
+            self.shared.control.counters.guardrail(which);
             self.guard_cancel(sref);
         }
         let Some(s) = server_at!(self, sref) else {
@@ -2020,6 +2029,10 @@ impl Worker {
         for (sref, timeout) in timed_out {
             if let Some(s) = server_at!(self, sref) {
                 if s.guard.start_timeout(timeout) {
+                    self.shared
+                        .control
+                        .counters
+                        .guardrail(crate::guard::Guardrail::QueryTimeout);
                     log::info!(
                         "server {}: query ran past query_timeout ({}); cancelling it",
                         s.conn.id,

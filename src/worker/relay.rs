@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::buf::{Buf, BufPool};
 use crate::config::ClientLimits;
 use crate::guard::lexer::LexOptions;
-use crate::guard::StatementRules;
+use crate::guard::{Guardrail, StatementRules};
 use crate::params::{self, ParamSet};
 use crate::protocol::{self, backend, frontend, parse_header, ProtocolError, Reader};
 
@@ -213,6 +213,8 @@ pub struct Ctx<'a> {
     /// Transaction mode with prepared statement tracking on.
     pub track_statements: bool,
     pub max_prepared: usize,
+    /// Statements the rules refused during this call, for the counters.
+    pub refused: u32,
 }
 
 /// The client side of a link, as the relay sees it.
@@ -327,6 +329,7 @@ pub fn client_to_server(
             if let Some(refusal) = check_statement(rules, tag, &c.inbuf.pending()[5..len], lex)? {
                 send_stand_in(tag, &c.inbuf.pending()[5..len], &refusal, s, ctx)?;
                 c.inbuf.consume(len);
+                ctx.refused += 1;
                 continue;
             }
         }
@@ -627,17 +630,23 @@ impl ResultGuard {
 
     /// Counts one DataRow or CopyData message of `len` bytes; the error to end the
     /// request with when that passes a limit.
-    fn count(&mut self, limits: &ClientLimits, row: bool, len: usize) -> Option<Vec<u8>> {
+    fn count(
+        &mut self,
+        limits: &ClientLimits,
+        row: bool,
+        len: usize,
+    ) -> Option<(Guardrail, Vec<u8>)> {
         self.rows += u64::from(row);
         self.bytes += len as u64;
-        let (key, limit, unit) = if limits.max_result_rows > 0 && self.rows > limits.max_result_rows
-        {
-            ("max_result_rows", limits.max_result_rows, "rows")
-        } else if limits.max_result_bytes > 0 && self.bytes > limits.max_result_bytes {
-            ("max_result_bytes", limits.max_result_bytes, "bytes")
-        } else {
-            return None;
-        };
+        let (which, limit, unit) =
+            if limits.max_result_rows > 0 && self.rows > limits.max_result_rows {
+                (Guardrail::MaxResultRows, limits.max_result_rows, "rows")
+            } else if limits.max_result_bytes > 0 && self.bytes > limits.max_result_bytes {
+                (Guardrail::MaxResultBytes, limits.max_result_bytes, "bytes")
+            } else {
+                return None;
+            };
+        let key = which.as_str();
         let mut error = Vec::new();
         protocol::error_response(
             &mut error,
@@ -645,7 +654,7 @@ impl ResultGuard {
             crate::protocol::sqlstate::PROGRAM_LIMIT_EXCEEDED,
             &format!("query result exceeded the pooler's {key} ({limit} {unit})"),
         );
-        Some(error)
+        Some((which, error))
     }
 }
 
@@ -662,8 +671,8 @@ pub struct ServerEvents {
     /// them ended a transaction (status back to idle).
     pub queries: u32,
     pub xacts: u32,
-    /// A result passed a limit: the worker cancels the query on the server.
-    pub limit_hit: bool,
+    /// A result passed this limit: the worker cancels the query on the server.
+    pub limit_hit: Option<Guardrail>,
     /// A result-limit abort ended in a transaction block that the cancel did not fail:
     /// ReadyForQuery was withheld, the worker fails the transaction itself.
     pub fail_transaction: bool,
@@ -799,12 +808,13 @@ pub fn server_to_client(
                     forward = false;
                 } else if let Some(limits) = c.as_deref().map(|cl| cl.limits) {
                     if limits.max_result_rows > 0 || limits.max_result_bytes > 0 {
-                        if let Some(error) = s.guard.count(&limits, tag == backend::DATA_ROW, len) {
+                        let row = tag == backend::DATA_ROW;
+                        if let Some((which, error)) = s.guard.count(&limits, row, len) {
                             s.guard.abort = Some(Abort {
                                 kind: AbortKind::ResultLimit,
                                 error,
                             });
-                            ev.limit_hit = true;
+                            ev.limit_hit = Some(which);
                             forward = false;
                         }
                     }
@@ -954,6 +964,7 @@ mod tests {
                 message: &mut self.message,
                 track_statements: true,
                 max_prepared: 2,
+                refused: 0,
             };
             let mut c = ClientSide {
                 inbuf: &mut self.c_in,
@@ -1256,7 +1267,7 @@ mod tests {
         let mut reply = vec![msg(b'T', |m| m.i16(0))];
         reply.extend((0..5).map(|_| row()));
         let ev = h.server_sends(&reply.concat());
-        assert!(ev.limit_hit);
+        assert_eq!(ev.limit_hit, Some(Guardrail::MaxResultRows));
         assert_eq!(tags(&h.take_client_out()), b"TDD");
         let mut cancelled = Vec::new();
         protocol::error_response(&mut cancelled, protocol::Severity::Error, "57014", "cancel");
@@ -1269,7 +1280,7 @@ mod tests {
         // The next result counts from zero.
         h.client_sends(&msg(b'Q', |m| m.cstr("SELECT 1")));
         let ev = h.server_sends(&[row(), row(), msg(b'Z', |m| m.u8(b'I'))].concat());
-        assert!(!ev.limit_hit);
+        assert!(ev.limit_hit.is_none());
         assert_eq!(tags(&h.take_client_out()), b"DDZ");
     }
 
@@ -1289,7 +1300,7 @@ mod tests {
         ]
         .concat();
         let ev = h.server_sends(&reply);
-        assert!(ev.limit_hit && ev.fail_transaction);
+        assert!(ev.limit_hit == Some(Guardrail::MaxResultBytes) && ev.fail_transaction);
         assert_eq!(tags(&h.take_client_out()), b"Hd", "RFQ withheld");
         assert!(h.guard.abort.is_some(), "the worker sends the error later");
     }

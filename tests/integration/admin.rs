@@ -1601,3 +1601,53 @@ fn auth_query_cache_and_executors_in_console_and_metrics() {
     let errors = must_sample(&p, &body, "pooler_auth_query_executor_errors_total", &db);
     assert_eq!(errors, 0.0, "{body}{}", p.ctx());
 }
+
+/// Every guardrail that acts is counted in pooler_guardrail_events_total.
+#[test]
+fn guardrail_events_are_counted_in_metrics() {
+    let mport = free_port();
+    let p = Pooler::start(
+        &Cfg::transaction()
+            .auth("trust")
+            .set("query_timeout", "500ms")
+            .set("max_result_rows", 5)
+            .set("max_client_conn_per_addr", 3)
+            .set_raw("deny_statements", r#"["LOAD"]"#)
+            .extra(&metrics_section(mport)),
+    );
+    wait_metrics(&p, mport);
+    let mut r = Raw::login(p.port, TRUST_USER, "postgres", None, &[]).unwrap();
+    for sql in [
+        "LOAD 'x'",
+        "SELECT generate_series(1, 100)",
+        "SELECT pg_sleep(5)",
+    ] {
+        let reply = r.query(sql);
+        assert!(
+            reply.iter().any(|m| m.tag == b'E'),
+            "{sql}: {}",
+            show_msgs(&reply)
+        );
+    }
+    let _more = [
+        Raw::login(p.port, TRUST_USER, "postgres", None, &[]).unwrap(),
+        Raw::login(p.port, TRUST_USER, "postgres", None, &[]).unwrap(),
+    ];
+    assert!(Raw::login(p.port, TRUST_USER, "postgres", None, &[]).is_err());
+    let body = scrape(&p, mport);
+    let name = "pooler_guardrail_events_total";
+    for (guardrail, want) in [
+        ("statement_refused", 1.0),
+        ("max_result_rows", 1.0),
+        ("query_timeout", 1.0),
+        ("max_client_conn_per_addr", 1.0),
+        ("max_result_bytes", 0.0),
+        ("connect_rate_per_addr", 0.0),
+    ] {
+        assert_eq!(
+            must_sample(&p, &body, name, &[("guardrail", guardrail)]),
+            want,
+            "{guardrail}"
+        );
+    }
+}
