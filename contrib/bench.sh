@@ -48,6 +48,9 @@ workload_labels=(
     "-S -M extended -c 64"
     "-S -C          -c 16"
     "-S -C -c 16 auth_query"
+    "-S -M simple   -c 64 guarded"
+    "-S -M extended -c 64 guarded"
+    "-S -C          -c 16 guarded"
 )
 workload_flags=(
     "-S -M simple -c 16"
@@ -56,12 +59,17 @@ workload_flags=(
     "-S -M extended -c 64"
     "-S -C -M simple -c 16"
     "-S -C -M simple -c 16"
+    "-S -M simple -c 64"
+    "-S -M extended -c 64"
+    "-S -C -M simple -c 16"
 )
 # The last workload logs in users that only PostgreSQL knows (auth_query, cached
 # after the first login, server_user pool): the pooler alone, beside the static-user
 # -C row above. PgBouncer's auth_query asks PostgreSQL on every login and direct has
 # no such thing, so their cells read n/a.
-workload_dbs=(bench bench bench bench bench bench_aq)
+# The "guarded" rows run against a second pooler with every guardrail configured
+# (limits high enough never to act): their cost beside the unguarded rows above.
+workload_dbs=(bench bench bench bench bench bench_aq guarded guarded guarded)
 aq_user=bench_aq_user
 
 say() { printf '%s\n' "$*"; }
@@ -166,15 +174,16 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pooler-bench.XXXXXX")
 is_root && chown postgres: "$tmp"
 pooler_pid=""
+guarded_pid=""
 pg_started=""
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$pooler_pid" ]; then
-        kill -TERM "$pooler_pid" 2>/dev/null || true
-        wait "$pooler_pid" 2>/dev/null || true
-    fi
+    for pid in $pooler_pid $guarded_pid; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [ -s "$tmp/pgbouncer.pid" ]; then
         kill -TERM "$(cat "$tmp/pgbouncer.pid")" 2>/dev/null || true
     fi
@@ -318,6 +327,25 @@ EOF
     "$pooler_bin" -c "$tmp/pooler.conf" >"$tmp/pooler.log" 2>&1 &
     pooler_pid=$!
     wait_ready pooler "$pooler_port" "$pooler_pid" "$tmp/pooler.log"
+
+    pick_port
+    guarded_port=$port
+    sed -e "s/^listen_port = .*/listen_port = $guarded_port/" \
+        -e '/^log_level = /a\
+query_timeout = "30s"\
+max_result_rows = 100000\
+max_result_bytes = 104857600\
+deny_statements = ["ALTER SYSTEM", "DROP DATABASE", "COPY ... PROGRAM", "LOAD"]\
+read_only = true\
+max_client_conn_per_addr = 1000\
+connect_rate_per_addr = 1000000\
+connect_burst_per_addr = 1000000\
+trusted_addrs = ["10.255.255.0/24"]' \
+        "$tmp/pooler.conf" >"$tmp/guarded.conf"
+    say "starting the guarded pooler on 127.0.0.1:$guarded_port ..."
+    "$pooler_bin" -c "$tmp/guarded.conf" >"$tmp/guarded.log" 2>&1 &
+    guarded_pid=$!
+    wait_ready pooler "$guarded_port" "$guarded_pid" "$tmp/guarded.log"
 fi
 
 # ---------------------------------------------------------------- the runs
@@ -334,16 +362,23 @@ mkdir -p "$tmp/runs"
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
         for target in $BENCH_TARGETS; do
-            db=${workload_dbs[$i]} user=$bench_user
-            if [ "$db" != "$bench_db" ]; then
-                [ "$target" = pooler ] || continue
-                user=$aq_user
-            fi
+            db=${workload_dbs[$i]} user=$bench_user port=$(port_of "$target")
+            case "$db" in
+                "$bench_db") ;;
+                guarded)
+                    [ "$target" = pooler ] || continue
+                    db=$bench_db port=$guarded_port
+                    ;;
+                *)
+                    [ "$target" = pooler ] || continue
+                    user=$aq_user
+                    ;;
+            esac
             log="$tmp/runs/r$round-w$i-$target.log"
             rc=0
             # shellcheck disable=SC2086 # the flags are words on purpose
             pgbench -n -j 2 -T "$DURATION" ${workload_flags[$i]} \
-                -h 127.0.0.1 -p "$(port_of "$target")" -U "$user" "$db" >"$log" 2>&1 || rc=$?
+                -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$log" 2>&1 || rc=$?
             # PG 15 prints one tps line: "tps = N (without initial connection time)", or with
             # -C "tps = N (including reconnection times)", which counts the connection set-up
             # that -C is meant to measure. Either way it is the one line starting "tps = ".
@@ -351,7 +386,7 @@ for round in $(seq 1 "$ROUNDS"); do
             failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
             tps=${tps:-0}
             failed=${failed:-0}
-            printf 'round %s/%s  %-22s %-10s %8.0f tps' "$round" "$ROUNDS" "${workload_labels[$i]}" "$target" "$tps"
+            printf 'round %s/%s  %-28s %-10s %8.0f tps' "$round" "$ROUNDS" "${workload_labels[$i]}" "$target" "$tps"
             if [ "$rc" != 0 ] || [ "$failed" != 0 ]; then
                 printf '  (pgbench exit %s, %s failed transactions)\n' "$rc" "$failed"
                 grep -E 'error|abort|FATAL' "$log" | head -n 5 | sed 's/^/    /' || true
@@ -387,15 +422,15 @@ if want_target pgbouncer; then say "pgbouncer:  $pgbouncer_version"; else say "p
 say "postgresql: $pg_version (fsync off), pgbench -i -s $SCALE, pool size $POOL_SIZE, transaction mode, md5 auth"
 say "runs:       $ROUNDS rounds x ${DURATION}s, pgbench -j 2, $(nproc) cores; median TPS per target"
 say ""
-printf '| %-22s | %12s | %12s | %12s | %16s | %13s |\n' workload "pooler TPS" "pgbouncer TPS" "direct TPS" pooler/pgbouncer pooler/direct
-printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------" "--------------" "---------------" "--------------" "------------------" "---------------"
+printf '| %-28s | %12s | %12s | %12s | %16s | %13s |\n' workload "pooler TPS" "pgbouncer TPS" "direct TPS" pooler/pgbouncer pooler/direct
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------------" "--------------" "---------------" "--------------" "------------------" "---------------"
 failure_notes=""
 for i in "${!workload_flags[@]}"; do
     mp=""; mb=""; md=""
     want_target pooler && mp=$(median "$i" pooler)
     want_target pgbouncer && mb=$(median "$i" pgbouncer)
     want_target direct && md=$(median "$i" direct)
-    printf '| %-22s | %12s | %13s | %12s | %16s | %13s |\n' "${workload_labels[$i]}" \
+    printf '| %-28s | %12s | %13s | %12s | %16s | %13s |\n' "${workload_labels[$i]}" \
         "$(cell "$mp")" "$(cell "$mb")" "$(cell "$md")" "$(ratio "$mp" "$mb")" "$(ratio "$mp" "$md")"
     for target in $BENCH_TARGETS; do
         f=$(sum_failed "$i" "$target")

@@ -147,6 +147,10 @@ pub struct PoolerConfig {
     pub server_connect_timeout: Duration,
     /// Never zero.
     pub query_wait_timeout: Duration,
+    /// Never zero.
+    pub client_login_timeout: Duration,
+    /// `Duration::ZERO` = off.
+    pub client_write_timeout: Duration,
     /// `Duration::ZERO` = off.
     pub client_idle_timeout: Duration,
     /// `Duration::ZERO` = off.
@@ -651,6 +655,8 @@ impl Config {
             (Section::Pooler, "server_reset_query") => text(&p.server_reset_query),
             (Section::Pooler, "server_connect_timeout") => Some(Dur(p.server_connect_timeout)),
             (Section::Pooler, "query_wait_timeout") => Some(Dur(p.query_wait_timeout)),
+            (Section::Pooler, "client_login_timeout") => Some(Dur(p.client_login_timeout)),
+            (Section::Pooler, "client_write_timeout") => Some(Dur(p.client_write_timeout)),
             (Section::Pooler, "client_idle_timeout") => Some(Dur(p.client_idle_timeout)),
             (Section::Pooler, "idle_transaction_timeout") => Some(Dur(p.idle_transaction_timeout)),
             (Section::Pooler, "server_idle_timeout") => Some(Dur(p.server_idle_timeout)),

@@ -674,6 +674,8 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         server_reset_query: p.required("server_reset_query")?,
         server_connect_timeout: p.required("server_connect_timeout")?,
         query_wait_timeout: p.required("query_wait_timeout")?,
+        client_login_timeout: p.required("client_login_timeout")?,
+        client_write_timeout: p.required("client_write_timeout")?,
         client_idle_timeout: p.required("client_idle_timeout")?,
         idle_transaction_timeout: p.required("idle_transaction_timeout")?,
         server_idle_timeout: p.required("server_idle_timeout")?,

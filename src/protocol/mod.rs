@@ -6,9 +6,10 @@
 
 pub mod sqlstate;
 
-/// Largest message the pooler accepts from either side. PostgreSQL's own limit for most
-/// messages is 1 GiB; a larger length field means garbage or an attack.
-pub const MAX_MESSAGE_LEN: usize = 1 << 30;
+/// Largest message the pooler accepts from either side: PostgreSQL's own limit for its
+/// large messages (PQ_LARGE_MESSAGE_LIMIT, MaxAllocSize - 1, just under 1 GiB); a larger
+/// length field means garbage or an attack.
+pub const MAX_MESSAGE_LEN: usize = 0x3fff_fffe;
 /// A startup-phase packet (StartupMessage, SSLRequest, CancelRequest) is small; PostgreSQL
 /// caps it at 10000 bytes (MAX_STARTUP_PACKET_LENGTH).
 pub const MAX_STARTUP_LEN: usize = 10_000;

@@ -8,6 +8,9 @@ const CHUNK: usize = 16 * 1024;
 /// Buffers that grew past this (a huge message) are freed rather than kept in the list.
 const KEEP_MAX: usize = 256 * 1024;
 const FREE_LIST_MAX: usize = 4096;
+/// A message's length field is only a claim: room beyond this is made as its bytes
+/// arrive, so a client announcing a huge message and sending little costs little.
+const RESERVE_AHEAD_MAX: usize = 1024 * 1024;
 
 #[derive(Default)]
 pub struct BufPool {
@@ -92,7 +95,7 @@ impl Buf {
     /// Ensures the buffer can hold a whole message of `total` bytes starting at `start`.
     pub fn reserve_message(&mut self, pool: &mut BufPool, total: usize) {
         if total > self.data.len().saturating_sub(self.start) {
-            let want = total - self.len();
+            let want = (total - self.len()).min(RESERVE_AHEAD_MAX);
             self.make_room(pool, want);
         }
     }

@@ -1022,19 +1022,15 @@ fn recheck_passes(user: &str, secret: &Secret, recheck: &Recheck) -> bool {
 
 fn verify_plain(user: &str, auth: &UserAuth, password: &str) -> bool {
     if let Some(p) = &auth.plain {
-        return constant_time_eq(p.as_bytes(), password.as_bytes());
+        return crate::auth::ct_eq(p.as_bytes(), password.as_bytes());
     }
     if let Some(hash) = &auth.md5 {
         let derived = md5_password_hash(user, password);
-        return constant_time_eq(derived.as_bytes(), hash.as_bytes());
+        return crate::auth::ct_eq(derived.as_bytes(), hash.as_bytes());
     }
     if let Some(secret) = &auth.scram {
         let derived = ScramSecret::from_password(password, &secret.salt, secret.iterations);
-        return constant_time_eq(&derived.stored_key, &secret.stored_key);
+        return crate::auth::ct_eq(&derived.stored_key, &secret.stored_key);
     }
     false
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

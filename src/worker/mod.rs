@@ -34,6 +34,8 @@ macro_rules! server_at {
 mod admin;
 mod buf;
 mod client;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod relay;
 mod report;
 mod server;
@@ -69,7 +71,6 @@ const READS_PER_TURN: usize = 16;
 /// A client sending more than this while waiting for a server is paused.
 const WAITING_INPUT_LIMIT: usize = 256 * 1024;
 /// Clients must finish the startup and authentication exchange within this time.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);
 /// A cancel thread that never reports (it could not even start) stops holding its
 /// server after this long.
@@ -306,6 +307,8 @@ pub struct Client {
     /// Why it is being drained when not for shutdown (a reload retired its pool).
     retired_because: Option<&'static str>,
     tls: Option<Box<TlsStream<rustls::ServerConnection>>>,
+    /// Since when output has been waiting for a client that reads none of it.
+    write_stalled_since: Option<Instant>,
     /// Guardrails in effect, set at login and by each reload.
     limits: crate::config::ClientLimits,
     rules: Option<Arc<crate::guard::StatementRules>>,
@@ -643,6 +646,7 @@ impl Worker {
                 auth_source: "",
                 auth_method: "",
                 admin: None,
+                write_stalled_since: None,
                 limits: Default::default(),
                 rules: None,
                 addr_counted: None,
@@ -934,9 +938,14 @@ impl Worker {
                 Err(e) => Err(e),
             }
         });
+        let sent = before.saturating_sub(c.outbuf.len());
         if let Some(pool) = &c.pool {
-            let n = before.saturating_sub(c.outbuf.len()) as u64;
-            pool.stats.sent.fetch_add(n, Ordering::Relaxed);
+            pool.stats.sent.fetch_add(sent as u64, Ordering::Relaxed);
+        }
+        if c.outbuf.is_empty() {
+            c.write_stalled_since = None;
+        } else if sent > 0 || c.write_stalled_since.is_none() {
+            c.write_stalled_since = Some(Instant::now());
         }
         match written {
             Ok(_) => {
@@ -1382,7 +1391,10 @@ impl Worker {
         let Some(c) = client_at!(self, cref) else {
             return;
         };
-        if c.fwd_remaining > 0 {
+        // Input still buffered here is a message the relay waits to see whole (a Parse
+        // it renames, a Query the statement rules check): the server stays until it is
+        // complete and sent. Releasing now would only make the client ask again at once.
+        if c.fwd_remaining > 0 || !c.inbuf.is_empty() {
             return;
         }
         if c.mode == PoolMode::Session {
@@ -1410,11 +1422,6 @@ impl Worker {
             .and_then(|c| Self::retired(&self.snap, c));
         if let Some(reason) = retired {
             self.retire_after_grace(cref, reason);
-            return;
-        }
-        // A pipelined next request may already be buffered.
-        if client_at!(self, cref).is_some_and(|c| !c.inbuf.is_empty()) {
-            self.client_idle_input(cref);
         }
     }
 
@@ -1903,6 +1910,9 @@ impl Worker {
         let client_idle = p.client_idle_timeout;
         let idle_tx = p.idle_transaction_timeout;
         let lookup_timeout = p.server_connect_timeout;
+        let login_timeout = p.client_login_timeout;
+        let write_timeout = p.client_write_timeout;
+        let mut stalled = Vec::new();
         let mut expired: Vec<(ConnRef, &'static str, String)> = Vec::new();
         let mut drained = Vec::new();
         let mut timed_out = Vec::new();
@@ -1915,13 +1925,23 @@ impl Worker {
                 drained.push(cref);
                 continue;
             }
+            if !write_timeout.is_zero()
+                && c.write_stalled_since
+                    .is_some_and(|t| now.duration_since(t) > write_timeout)
+            {
+                stalled.push(cref);
+                continue;
+            }
             match c.state {
                 ClientState::Startup | ClientState::TlsHandshake | ClientState::Auth => {
-                    if now.duration_since(c.connected_at) > LOGIN_TIMEOUT {
+                    if now.duration_since(c.connected_at) > login_timeout {
                         expired.push((
                             cref,
                             sqlstate::PROTOCOL_VIOLATION,
-                            "client login timeout".into(),
+                            format!(
+                                "client_login_timeout: not logged in within {}",
+                                crate::config::format_duration(login_timeout)
+                            ),
                         ));
                     }
                 }
@@ -2019,6 +2039,21 @@ impl Worker {
                 }
                 None => self.close_client(cref, "drained at shutdown"),
             }
+        }
+        for cref in stalled {
+            // It reads nothing, so an ErrorResponse would go unread: just close, and
+            // its server with it (mid-result, its state is unknown).
+            if let Some(c) = client_at!(self, cref) {
+                log::info!(
+                    "client {} {}@{} from {}: read nothing for client_write_timeout ({}); closing it",
+                    c.id,
+                    c.user,
+                    c.database,
+                    c.peer,
+                    crate::config::format_duration(write_timeout)
+                );
+            }
+            self.close_client(cref, "client_write_timeout");
         }
         for (cref, code, msg) in expired {
             if let Some(c) = client_at!(self, cref) {

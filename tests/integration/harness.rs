@@ -1113,6 +1113,21 @@ impl Pooler {
         self.child.id() as i32
     }
 
+    /// The pooler's resident memory (VmRSS), in kB.
+    pub fn rss_kb(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// How many file descriptors the pooler has open.
+    pub fn open_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+    }
+
     pub fn log(&self) -> String {
         let s = fs::read(&self.log_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -1261,7 +1276,45 @@ impl Drop for Pooler {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Every test's log, whatever it tested, is checked for the standard secrets.
+        if !std::thread::panicking() {
+            let log = self.log();
+            if let Some(label) = leaked_secret(&log) {
+                panic!("{label} appears in the pooler's log{}", self.ctx());
+            }
+        }
     }
+}
+
+/// Which standard secret, if any, `text` contains: the roles' passwords, the md5 hash
+/// and the SCRAM verifier's keys (a logged proof or key would show one of those or be
+/// derived afresh per login; the static ones are what a careless log line would print).
+pub fn leaked_secret(text: &str) -> Option<&'static str> {
+    let c = cluster();
+    let scram_keys: Vec<&str> = c
+        .scram_verifier
+        .rsplit('$')
+        .next()
+        .map(|keys| keys.split(':').collect())
+        .unwrap_or_default();
+    let secrets = [
+        ("SCRAM_PW", SCRAM_PW),
+        ("MD5_PW", MD5_PW),
+        ("PLAIN_PW", PLAIN_PW),
+        ("the md5 hash", c.md5_hash.as_str()),
+        (
+            "the SCRAM StoredKey",
+            scram_keys.first().copied().unwrap_or(""),
+        ),
+        (
+            "the SCRAM ServerKey",
+            scram_keys.get(1).copied().unwrap_or(""),
+        ),
+    ];
+    secrets
+        .into_iter()
+        .find(|(_, secret)| secret.len() >= 6 && text.contains(secret))
+        .map(|(label, _)| label)
 }
 
 /// Runs the pooler binary with these arguments to completion.
@@ -1987,4 +2040,34 @@ pub fn send_cancel_unix(path: &Path, pid: i32, key: i32) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 16];
     let _ = s.read(&mut buf);
+}
+
+// ---------------------------------------------------------------------------
+// Long-lived poolers (tests/soak)
+// ---------------------------------------------------------------------------
+
+impl Pooler {
+    /// Replaces the watchdog (45 s from start) with one that kills the pooler
+    /// `timeout` from now, for tests whose pooler must live longer.
+    pub fn set_watchdog(&mut self, timeout: Duration) {
+        if self.exit.is_some() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (pid, log_path) = (self.pid(), self.log_path.clone());
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&log_path) {
+                    let _ = writeln!(
+                        f,
+                        "[test harness] watchdog: pooler killed after {timeout:?}"
+                    );
+                }
+                // SAFETY: as in start_watchdog.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        // Dropping the old sender ends the old watchdog without a kill.
+        self.watchdog = Some(tx);
+    }
 }

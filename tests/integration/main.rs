@@ -10,6 +10,7 @@ mod cli;
 mod drivers;
 mod extended;
 mod guardrails;
+mod hostile;
 mod install;
 mod limits;
 mod passthrough;

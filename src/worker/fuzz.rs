@@ -1,0 +1,866 @@
+//! Entry points for the fuzz targets in tests/fuzz: the relay's decoders driven with
+//! arbitrary bytes, without sockets.
+//!
+//! Each entry point takes the fuzzer's input and returns `Ok(signature)`, a hash of what
+//! the input made the relay do (the fuzzer keeps inputs with new signatures, a cheap
+//! stand-in for coverage feedback), or `Err(why)` when an invariant the relay must keep
+//! was broken (a message boundary lost in one of the byte streams it writes). A panic
+//! is a crash. Input layouts:
+//!
+//! * [`relay_client_bytes`]: `ctl` byte, then client bytes.
+//! * [`relay_server_bytes`]: `scenario` byte, `ctl` byte, then server bytes.
+//! * [`relay_session`]: records `[op] [len] [len bytes]`; see [`relay_session`].
+//!
+//! `ctl` chooses how the bytes arrive: bits 0-5 = 0 all at once, 1..=47 in chunks of
+//! that many bytes, 48..=63 in two pieces split at (n-48)/16 of the length. Bit 7 set:
+//! the client runs with `standard_conforming_strings = off`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::buf::{Buf, BufPool};
+use super::relay::{
+    client_to_server, server_to_client, ClientFlow, ClientSide, Ctx, Pending, ResultGuard,
+    ServerEvents, ServerSide, Statement, Tracker,
+};
+use crate::config::ClientLimits;
+use crate::guard::StatementRules;
+use crate::params::ParamSet;
+use crate::protocol::{self, parse_header, ProtocolError, Reader};
+
+/// Deny list the relay targets run with.
+pub const DENY: &[&str] = &["ALTER SYSTEM", "COPY ... PROGRAM", "LOAD"];
+/// `max_prepared_statements` of the relay targets.
+pub const MAX_PREPARED: usize = 4;
+
+/// A set of outcome features, folded into the signature the fuzzer compares.
+#[derive(Default)]
+pub struct Features {
+    bits: [u64; 8],
+}
+
+impl Features {
+    pub fn add(&mut self, feature: impl Hash) {
+        let mut h = DefaultHasher::new();
+        feature.hash(&mut h);
+        let bit = (h.finish() % 512) as usize;
+        self.bits[bit / 64] |= 1 << (bit % 64);
+    }
+
+    pub fn signature(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.bits.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Small numbers exactly, larger ones by magnitude.
+pub fn bucket(n: usize) -> usize {
+    if n < 8 {
+        n
+    } else {
+        8 + n.ilog2() as usize
+    }
+}
+
+fn error_kind(e: &ProtocolError) -> String {
+    match e {
+        ProtocolError::BadLength(_) => "badlength".into(),
+        ProtocolError::Truncated => "truncated".into(),
+        ProtocolError::NotUtf8 => "utf8".into(),
+        ProtocolError::Unexpected(m) => m.chars().take(24).collect(),
+    }
+}
+
+fn pending_kind(p: Option<&Pending>) -> u8 {
+    match p {
+        None => 0,
+        Some(Pending::Parse { forward, .. }) => 1 + u8::from(*forward),
+        Some(Pending::SyntheticParse) => 3,
+        Some(Pending::Bind) => 4,
+        Some(Pending::Describe) => 5,
+        Some(Pending::Execute) => 6,
+        Some(Pending::Close { forward }) => 7 + u8::from(*forward),
+        Some(Pending::SyntheticClose) => 9,
+        Some(Pending::Sync) => 10,
+        Some(Pending::Query) => 11,
+        Some(Pending::FunctionCall) => 12,
+        Some(Pending::Internal) => 13,
+        Some(Pending::CopyEnd) => 14,
+        Some(Pending::Refused { parse, .. }) => 15 + u8::from(*parse),
+    }
+}
+
+/// The pieces `data` arrives in, as chosen by `ctl` (see the module docs).
+pub fn chunks(data: &[u8], ctl: u8) -> Vec<&[u8]> {
+    let mode = usize::from(ctl & 0x3f);
+    if data.is_empty() {
+        return Vec::new();
+    }
+    match mode {
+        0 => vec![data],
+        1..=47 => data.chunks(mode).collect(),
+        _ => {
+            let at = data.len() * (mode - 48) / 16;
+            let (a, b) = data.split_at(at);
+            [a, b].into_iter().filter(|p| !p.is_empty()).collect()
+        }
+    }
+}
+
+/// Complete frames of a byte stream, in order, and whether one failed to parse.
+fn frames(mut bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+    let mut out = Vec::new();
+    loop {
+        match parse_header(bytes) {
+            Ok(Some((_, len))) if len <= bytes.len() => {
+                out.push(&bytes[..len]);
+                bytes = &bytes[len..];
+            }
+            Ok(_) => return (out, false),
+            Err(_) => return (out, true),
+        }
+    }
+}
+
+/// Both ends of one client-server link, owned, like the worker's slabs hold them.
+struct Link {
+    bufs: BufPool,
+    scratch: Vec<u8>,
+    message: Vec<u8>,
+    c_in: Buf,
+    c_out: Buf,
+    c_fwd: usize,
+    stmts: HashMap<String, Arc<Statement>>,
+    c_params: ParamSet,
+    s_in: Buf,
+    s_out: Buf,
+    s_fwd: usize,
+    s_to_client: bool,
+    tracker: Tracker,
+    status: u8,
+    s_params: ParamSet,
+    prepared: HashMap<String, u64>,
+    tick: u64,
+    rules: Option<StatementRules>,
+    limits: ClientLimits,
+    guard: ResultGuard,
+    refused: u32,
+    /// Everything the relay wrote towards the server / the client.
+    to_server: Vec<u8>,
+    to_client: Vec<u8>,
+    /// The first broken invariant seen while relaying.
+    violation: Option<String>,
+}
+
+/// What [`Link::check_insertion`] compares against.
+struct MidForward {
+    /// The next bytes of the server message being forwarded to the client.
+    continuation: Vec<u8>,
+    /// How much of it is still to come.
+    remaining: usize,
+    to_client_len: usize,
+}
+
+/// The invariant message for a pooler message written into the middle of a server
+/// message the relay was forwarding (`emit_synthetic` between two pieces of it).
+pub const INSERTED_MID_MESSAGE: &str =
+    "pooler message inserted into a server message being forwarded to the client";
+
+impl Link {
+    fn new() -> Link {
+        Link {
+            bufs: BufPool::default(),
+            scratch: Vec::new(),
+            message: Vec::new(),
+            c_in: Buf::default(),
+            c_out: Buf::default(),
+            c_fwd: 0,
+            stmts: HashMap::new(),
+            c_params: ParamSet::default(),
+            s_in: Buf::default(),
+            s_out: Buf::default(),
+            s_fwd: 0,
+            s_to_client: false,
+            tracker: Tracker::default(),
+            status: b'I',
+            s_params: ParamSet::default(),
+            prepared: HashMap::new(),
+            tick: 0,
+            rules: Some(StatementRules::new(DENY, &[] as &[&str]).expect("valid rules")),
+            limits: ClientLimits {
+                max_result_rows: 3,
+                max_result_bytes: 100,
+                ..ClientLimits::default()
+            },
+            guard: ResultGuard::default(),
+            refused: 0,
+            to_server: Vec::new(),
+            to_client: Vec::new(),
+            violation: None,
+        }
+    }
+
+    fn take_violation(&mut self) -> Result<(), String> {
+        self.violation.take().map_or(Ok(()), Err)
+    }
+
+    /// Before a relay call: is a server message half forwarded to the client?
+    fn mid_forward(&self, continuation_from_server: bool) -> Option<MidForward> {
+        if self.s_fwd == 0 || !self.s_to_client {
+            return None;
+        }
+        let continuation = if continuation_from_server {
+            let pending = self.s_in.pending();
+            pending[..pending.len().min(self.s_fwd)].to_vec()
+        } else {
+            Vec::new()
+        };
+        Some(MidForward {
+            continuation,
+            remaining: self.s_fwd,
+            to_client_len: self.to_client.len(),
+        })
+    }
+
+    /// After the call (and a drain): the client may only have received the rest of that
+    /// message first.
+    fn check_insertion(&mut self, before: Option<MidForward>, caller: &str) {
+        let Some(before) = before else { return };
+        let new = &self.to_client[before.to_client_len..];
+        let cont = &before.continuation;
+        let n = new.len().min(cont.len());
+        // The rest of the message first; anything after it only once it is complete.
+        let ok = new[..n] == cont[..n] && (cont.len() == before.remaining || new.len() <= cont.len());
+        if !ok && self.violation.is_none() {
+            self.violation = Some(format!(
+                "{INSERTED_MID_MESSAGE} (in {caller}): {:02x?}",
+                &new[..new.len().min(16)]
+            ));
+        }
+    }
+
+    fn with_sides<R>(
+        &mut self,
+        f: impl FnOnce(&mut ClientSide, &mut ServerSide, &mut Ctx) -> R,
+    ) -> R {
+        let mut ctx = Ctx {
+            bufs: &mut self.bufs,
+            scratch: &mut self.scratch,
+            message: &mut self.message,
+            track_statements: true,
+            max_prepared: MAX_PREPARED,
+            refused: 0,
+        };
+        let mut c = ClientSide {
+            inbuf: &mut self.c_in,
+            outbuf: &mut self.c_out,
+            fwd_remaining: &mut self.c_fwd,
+            statements: &mut self.stmts,
+            params: &mut self.c_params,
+            rules: self.rules.as_ref(),
+            limits: self.limits,
+        };
+        let mut s = ServerSide {
+            inbuf: &mut self.s_in,
+            outbuf: &mut self.s_out,
+            fwd_remaining: &mut self.s_fwd,
+            fwd_to_client: &mut self.s_to_client,
+            tracker: &mut self.tracker,
+            status: &mut self.status,
+            params: &mut self.s_params,
+            prepared: &mut self.prepared,
+            prepared_tick: &mut self.tick,
+            guard: &mut self.guard,
+        };
+        let r = f(&mut c, &mut s, &mut ctx);
+        self.refused += ctx.refused;
+        r
+    }
+
+    /// Moves what the relay wrote into `to_server`/`to_client`, as a write(2) that takes
+    /// everything would, and hands empty buffers back like the worker does.
+    fn drain(&mut self, client_attached: bool) {
+        self.to_server.extend_from_slice(self.s_out.pending());
+        self.s_out.consume(self.s_out.len());
+        if client_attached {
+            self.to_client.extend_from_slice(self.c_out.pending());
+        }
+        self.c_out.consume(self.c_out.len());
+        for b in [
+            &mut self.c_in,
+            &mut self.c_out,
+            &mut self.s_in,
+            &mut self.s_out,
+        ] {
+            b.release_if_empty(&mut self.bufs);
+        }
+    }
+
+    /// The worker's loop on client input: relay until nothing more moves.
+    fn client_step(&mut self) -> Result<ClientFlow, ProtocolError> {
+        for _ in 0..1_000_000 {
+            let before = (self.c_in.len(), self.c_fwd);
+            // The pooler's own query goes first; the client waits behind it.
+            let hold = matches!(self.tracker.front(), Some(Pending::Internal));
+            let mid = self.mid_forward(false);
+            let r = self.with_sides(|c, s, ctx| client_to_server(c, s, ctx, hold));
+            let progressed = (self.c_in.len(), self.c_fwd) != before || !self.s_out.is_empty();
+            self.drain(true);
+            self.check_insertion(mid, "client_to_server");
+            match r {
+                Ok(ClientFlow::Idle) if progressed => continue,
+                other => return other,
+            }
+        }
+        panic!("client_to_server keeps reporting progress");
+    }
+
+    /// The worker's loop on server input, with or without a client attached.
+    fn server_step(&mut self, attached: bool) -> Result<ServerEvents, ProtocolError> {
+        let mut total = ServerEvents::default();
+        for _ in 0..1_000_000 {
+            let before = (self.s_in.len(), self.s_fwd);
+            let mid = self.mid_forward(true).filter(|_| attached);
+            let r = self.with_sides(|c, s, ctx| server_to_client(s, attached.then_some(c), ctx));
+            let progressed = (self.s_in.len(), self.s_fwd) != before || !self.c_out.is_empty();
+            self.drain(attached);
+            self.check_insertion(mid, "server_to_client");
+            let ev = r?;
+            total.internal_done |= ev.internal_done;
+            total.internal_error = total.internal_error.or(ev.internal_error);
+            total.fatal |= ev.fatal;
+            total.queries += ev.queries;
+            total.xacts += ev.xacts;
+            total.limit_hit = total.limit_hit.or(ev.limit_hit);
+            total.fail_transaction |= ev.fail_transaction;
+            if !progressed {
+                return Ok(total);
+            }
+        }
+        panic!("server_to_client keeps reporting progress");
+    }
+
+    fn client_sends(&mut self, bytes: &[u8]) -> Result<ClientFlow, ProtocolError> {
+        self.c_in.extend(&mut self.bufs, bytes);
+        self.client_step()
+    }
+
+    fn server_sends(
+        &mut self,
+        bytes: &[u8],
+        attached: bool,
+    ) -> Result<ServerEvents, ProtocolError> {
+        self.s_in.extend(&mut self.bufs, bytes);
+        self.server_step(attached)
+    }
+
+    fn note_state(&self, f: &mut Features) {
+        f.add((
+            "state",
+            pending_kind(self.tracker.front()),
+            self.tracker.discarding(),
+            self.c_fwd > 0,
+            self.s_fwd > 0,
+            self.guard.abort.is_some(),
+        ));
+        f.add(("stmts", bucket(self.stmts.len()), self.prepared.len()));
+        f.add(("refused", bucket(self.refused as usize)));
+    }
+}
+
+/// Every byte stream the relay writes must stay a sequence of whole messages: a message
+/// inserted into the middle of another desynchronizes the peer. `to_server` may hold only
+/// the client's messages and the ones the relay writes itself.
+fn check_to_server(to_server: &[u8], client_stream: &[u8], f: &mut Features) -> Result<(), String> {
+    let (sent, broken) = frames(to_server);
+    if broken {
+        return Err(format!(
+            "stream to the server is not a sequence of messages after {} of them",
+            sent.len()
+        ));
+    }
+    let (from_client, _) = frames(client_stream);
+    let known: HashSet<&[u8]> = from_client.into_iter().collect();
+    let mut prev = 0u8;
+    for m in sent {
+        f.add(("to_server", prev, m[0]));
+        prev = m[0];
+        // Messages the relay writes itself: renamed Parse/Bind/Describe/Close,
+        // stand-in Query/Parse, eviction Close.
+        if !known.contains(m) && !matches!(m[0], b'P' | b'B' | b'D' | b'C' | b'Q') {
+            return Err(format!(
+                "message to the server that the client never sent: {:02x?}",
+                &m[..m.len().min(32)]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `to_client` may hold only the server's messages and the pooler's own answers.
+fn check_to_client(to_client: &[u8], server_stream: &[u8], f: &mut Features) -> Result<(), String> {
+    let (got, broken) = frames(to_client);
+    if broken {
+        return Err(format!(
+            "stream to the client is not a sequence of messages after {} of them",
+            got.len()
+        ));
+    }
+    let (from_server, _) = frames(server_stream);
+    let known: HashSet<&[u8]> = from_server.into_iter().collect();
+    let mut prev = 0u8;
+    for m in got {
+        f.add(("to_client", prev, m[0]));
+        prev = m[0];
+        if known.contains(m) {
+            continue;
+        }
+        let own = match m[0] {
+            b'1' | b'3' => m.len() == 5,
+            b'E' => {
+                let code = protocol::parse_error_fields(&m[5..]).code;
+                matches!(code.as_str(), "42501" | "54000" | "57014")
+            }
+            _ => false,
+        };
+        if !own {
+            return Err(format!(
+                "message to the client that the server never sent: {:02x?}",
+                &m[..m.len().min(32)]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes every frontend message of `data` with [`Reader`] the way a full decoder
+/// would, for `parse_header` and `Reader` themselves.
+pub fn decode_frontend(data: &[u8], f: &mut Features) {
+    let mut rest = data;
+    let mut count = 0;
+    loop {
+        match parse_header(rest) {
+            Ok(Some((tag, len))) => {
+                let body = &rest[5..len.min(rest.len())];
+                let r = decode_body(tag, body);
+                f.add(("decode", tag, r.map_err(|e| error_kind(&e))));
+                count += 1;
+                if len > rest.len() {
+                    break;
+                }
+                rest = &rest[len..];
+            }
+            Ok(None) => break,
+            Err(e) => {
+                f.add(("header", error_kind(&e)));
+                break;
+            }
+        }
+    }
+    f.add(("messages", bucket(count)));
+}
+
+fn decode_body(tag: u8, body: &[u8]) -> Result<usize, ProtocolError> {
+    let mut r = Reader::new(body);
+    match tag {
+        b'Q' => {
+            r.cstr()?;
+        }
+        b'P' => {
+            r.cstr()?;
+            r.cstr()?;
+            let n = r.i16()?;
+            for _ in 0..n.max(0) {
+                r.i32()?;
+            }
+        }
+        b'B' => {
+            r.cstr_bytes()?;
+            r.cstr()?;
+            let formats = r.i16()?;
+            for _ in 0..formats.max(0) {
+                r.i16()?;
+            }
+            let params = r.i16()?;
+            for _ in 0..params.max(0) {
+                let len = r.i32()?;
+                if len >= 0 {
+                    r.bytes(len as usize)?;
+                }
+            }
+            let results = r.i16()?;
+            for _ in 0..results.max(0) {
+                r.i16()?;
+            }
+        }
+        b'D' | b'C' => {
+            r.u8()?;
+            r.cstr()?;
+        }
+        b'E' => {
+            r.cstr_bytes()?;
+            r.i32()?;
+        }
+        b'F' => {
+            r.i32()?;
+            let formats = r.i16()?;
+            for _ in 0..formats.max(0) {
+                r.i16()?;
+            }
+            let args = r.i16()?;
+            for _ in 0..args.max(0) {
+                let len = r.i32()?;
+                if len >= 0 {
+                    r.bytes(len as usize)?;
+                }
+            }
+            r.i16()?;
+        }
+        b'p' => {
+            // SASLInitialResponse shape; a PasswordMessage fails somewhere, fine.
+            r.cstr()?;
+            let len = r.i32()?;
+            if len >= 0 {
+                r.bytes(len as usize)?;
+            }
+        }
+        b'f' => {
+            r.cstr()?;
+        }
+        _ => {
+            r.bytes(body.len())?;
+        }
+    }
+    let _ = r.remaining();
+    Ok(r.position())
+}
+
+/// Target `frontend`: client bytes after the startup phase through
+/// [`client_to_server`], with statement tracking, the deny rules and result limits on.
+pub fn relay_client_bytes(data: &[u8]) -> Result<u64, String> {
+    let mut f = Features::default();
+    let Some((&ctl, body)) = data.split_first() else {
+        return Ok(0);
+    };
+    decode_frontend(body, &mut f);
+    let mut link = Link::new();
+    if ctl & 0x80 != 0 {
+        link.c_params.set("standard_conforming_strings", "off");
+    }
+    for chunk in chunks(body, ctl) {
+        let r = link.client_sends(chunk);
+        link.note_state(&mut f);
+        match r {
+            Ok(ClientFlow::Idle) => f.add("idle"),
+            Ok(ClientFlow::Terminate) => {
+                f.add("terminate");
+                break;
+            }
+            Err(e) => {
+                f.add(("err", error_kind(&e)));
+                break;
+            }
+        }
+    }
+    link.take_violation()?;
+    check_to_server(&link.to_server, body, &mut f)?;
+    Ok(f.signature())
+}
+
+fn msg(tag: u8, build: impl FnOnce(protocol::Msg) -> protocol::Msg) -> Vec<u8> {
+    let mut v = Vec::new();
+    build(protocol::begin(&mut v, tag)).finish();
+    v
+}
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    msg(b'P', |m| m.cstr(name).cstr(sql).i16(0))
+}
+
+fn bind(stmt: &str) -> Vec<u8> {
+    msg(b'B', |m| m.cstr("").cstr(stmt).i16(0).i16(0).i16(0))
+}
+
+fn execute() -> Vec<u8> {
+    msg(b'E', |m| m.cstr("").i32(0))
+}
+
+fn sync() -> Vec<u8> {
+    msg(b'S', |m| m)
+}
+
+fn query(sql: &str) -> Vec<u8> {
+    msg(b'Q', |m| m.cstr(sql))
+}
+
+/// Number of client preambles [`relay_server_bytes`] chooses from.
+pub const SCENARIOS: u8 = 8;
+
+/// Puts the link in one of a few plausible states before the server speaks: what the
+/// client sent (so the Tracker has entries) and what the server already answered.
+fn scenario(link: &mut Link, which: u8) -> Result<(), ProtocolError> {
+    match which % SCENARIOS {
+        0 => {
+            let batch = [parse("s1", "SELECT 1"), bind("s1"), execute(), sync()].concat();
+            link.client_sends(&batch)?;
+            link.client_sends(&query("SELECT 1"))?;
+        }
+        1 => {
+            let batch = [
+                query("COPY t FROM STDIN"),
+                msg(b'd', |m| m.bytes(b"1\n")),
+                msg(b'c', |m| m),
+                bind(""),
+                execute(),
+                sync(),
+            ]
+            .concat();
+            link.client_sends(&batch)?;
+        }
+        2 => {
+            // The pooler's settings sync runs ahead of the client's query.
+            link.tracker.push(Pending::Internal);
+            link.to_server.extend_from_slice(&query("SET x = 1"));
+            link.client_sends(&query("SELECT 1"))?;
+            link.client_sends(&[bind(""), execute(), sync()].concat())?;
+        }
+        3 => {
+            link.client_sends(&query("LOAD 'x'; SELECT 1"))?;
+            link.client_sends(&[parse("s1", "load 'y'"), bind("s1"), execute(), sync()].concat())?;
+            link.client_sends(&query("SELECT 2"))?;
+        }
+        4 => {
+            // A statement the server already has: later Parses of it are answered by
+            // the pooler, in order with the server's replies.
+            link.client_sends(&parse("s1", "SELECT 1"))?;
+            link.server_sends(&msg(b'1', |m| m), true)?;
+            let batch = [
+                msg(b'D', |m| m.u8(b'S').cstr("s1")),
+                parse("s2", "SELECT 1"),
+                bind("s2"),
+                execute(),
+                msg(b'C', |m| m.u8(b'S').cstr("s2")),
+                sync(),
+            ]
+            .concat();
+            link.client_sends(&batch)?;
+        }
+        5 => {
+            link.client_sends(&query("SELECT pg_sleep(10)"))?;
+            link.guard.start_timeout(std::time::Duration::from_secs(2));
+            link.client_sends(&[bind(""), execute(), sync()].concat())?;
+        }
+        6 => {
+            let batch = [
+                query("SELECT generate_series(1, 10)"),
+                bind(""),
+                execute(),
+                execute(),
+                sync(),
+                msg(b'F', |m| m.i32(42).i16(0).i16(0).i16(0)),
+            ]
+            .concat();
+            link.client_sends(&batch)?;
+        }
+        _ => {
+            // More statements than max_prepared: evictions.
+            let mut batch = Vec::new();
+            for i in 0..=MAX_PREPARED {
+                batch.extend(parse(&format!("s{i}"), &format!("SELECT {i}")));
+                batch.extend(bind(&format!("s{i}")));
+            }
+            batch.extend(execute());
+            batch.extend(sync());
+            link.client_sends(&batch)?;
+        }
+    }
+    Ok(())
+}
+
+fn note_events(f: &mut Features, ev: &Result<ServerEvents, ProtocolError>) {
+    match ev {
+        Ok(ev) => f.add((
+            "ev",
+            ev.internal_done,
+            ev.internal_error.is_some(),
+            ev.fatal,
+            bucket(ev.queries as usize),
+            ev.limit_hit.map(|g| g.as_str()),
+            ev.fail_transaction,
+        )),
+        Err(e) => f.add(("srv_err", error_kind(e))),
+    }
+}
+
+fn prepare_server_link(scenario_byte: u8) -> Link {
+    let mut link = Link::new();
+    if scenario_byte & 0x80 == 0 {
+        link.limits = ClientLimits::default();
+    }
+    if scenario_byte & 0x40 != 0 {
+        link.c_params.set("timezone", "UTC");
+    }
+    scenario(&mut link, scenario_byte & 0x3f).expect("scenario requests are valid");
+    link
+}
+
+/// Target `backend`: server bytes through [`server_to_client`] after a client request
+/// chosen by the first byte (bit 7: result limits on; bit 6: the client has a TimeZone
+/// setting; the rest picks the scenario).
+pub fn relay_server_bytes(data: &[u8]) -> Result<u64, String> {
+    let mut f = Features::default();
+    let [scenario_byte, ctl, body @ ..] = data else {
+        return Ok(0);
+    };
+    let fields = protocol::parse_error_fields(body);
+    f.add((
+        "fields",
+        fields.severity.len().min(8),
+        fields.code.len().min(6),
+        fields.message.is_empty(),
+    ));
+
+    let mut link = prepare_server_link(*scenario_byte);
+    let preamble_to_client = link.to_client.len();
+    let mut ok = true;
+    for chunk in chunks(body, *ctl) {
+        let ev = link.server_sends(chunk, true);
+        note_events(&mut f, &ev);
+        link.note_state(&mut f);
+        if ev.is_err() {
+            ok = false;
+            break;
+        }
+    }
+    // The client goes away: whatever is left is swallowed.
+    if ok {
+        let ev = link.server_step(false);
+        note_events(&mut f, &ev);
+    }
+    link.take_violation()?;
+    check_to_client(&link.to_client[preamble_to_client..], body, &mut f)?;
+
+    // The same bytes to a server whose client is already gone.
+    let mut detached = prepare_server_link(*scenario_byte);
+    for chunk in chunks(body, *ctl) {
+        let ev = detached.server_sends(chunk, false);
+        note_events(&mut f, &ev);
+        if ev.is_err() {
+            break;
+        }
+    }
+    Ok(f.signature())
+}
+
+/// Target `session`: client and server bytes interleaved, as records `[op] [len]
+/// [len bytes]` (the last record may be short). `op % 8`: 0-2 client bytes, 3-5 server
+/// bytes, 6 a control action chosen by `len` (0: the pooler starts a query_timeout
+/// abort; 1: the pooler queues its own query, when the link is idle; 2: the client moves
+/// to a fresh server, when idle; 3: the client disconnects), 7 client bytes, then the
+/// server's pending bytes. Bit 7 of the first op: `standard_conforming_strings = off`.
+pub fn relay_session(data: &[u8]) -> Result<u64, String> {
+    let mut f = Features::default();
+    let mut link = Link::new();
+    if data.first().is_some_and(|b| b & 0x80 != 0) {
+        link.c_params.set("standard_conforming_strings", "off");
+    }
+    let mut client_stream = Vec::new();
+    let mut server_stream = Vec::new();
+    let mut attached = true;
+    let mut rest = data;
+    while let [op, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (bytes, next) = tail.split_at(n);
+        rest = next;
+        let op = op % 8;
+        let idle = link.tracker.is_empty()
+            && link.c_fwd == 0
+            && link.s_fwd == 0
+            && link.s_in.is_empty()
+            && link.c_in.is_empty();
+        match op {
+            0..=2 | 7 if attached => {
+                client_stream.extend_from_slice(bytes);
+                let r = link.client_sends(bytes);
+                link.note_state(&mut f);
+                match r {
+                    Ok(ClientFlow::Idle) => {}
+                    Ok(ClientFlow::Terminate) => {
+                        f.add("terminate");
+                        attached = false;
+                    }
+                    Err(e) => {
+                        f.add(("err", error_kind(&e)));
+                        attached = false;
+                    }
+                }
+                if op == 7 {
+                    let ev = link.server_step(attached);
+                    note_events(&mut f, &ev);
+                    if ev.is_err() {
+                        break;
+                    }
+                }
+            }
+            0..=2 | 7 => {}
+            3..=5 => {
+                server_stream.extend_from_slice(bytes);
+                let ev = link.server_sends(bytes, attached);
+                note_events(&mut f, &ev);
+                link.note_state(&mut f);
+                if ev.is_err() {
+                    break;
+                }
+                // The worker goes on with client input the pooler's own query held back.
+                if attached && !link.c_in.is_empty() {
+                    match link.client_step() {
+                        Ok(ClientFlow::Idle) => {}
+                        Ok(ClientFlow::Terminate) => attached = false,
+                        Err(e) => {
+                            f.add(("err", error_kind(&e)));
+                            attached = false;
+                        }
+                    }
+                }
+            }
+            _ => match len % 4 {
+                0 if attached => {
+                    f.add((
+                        "timeout",
+                        link.guard.start_timeout(std::time::Duration::from_secs(1)),
+                    ));
+                }
+                1 if idle => {
+                    f.add("internal");
+                    link.tracker.push(Pending::Internal);
+                    link.to_server.extend_from_slice(&query("SET x = 1"));
+                }
+                2 if idle => {
+                    f.add("new server");
+                    link.tracker = Tracker::default();
+                    link.prepared.clear();
+                    link.tick = 0;
+                    link.s_params = ParamSet::default();
+                    link.status = b'I';
+                    link.guard = ResultGuard::default();
+                    // What went to and came from the old server is checked now.
+                    link.take_violation()?;
+                    check_to_server(&link.to_server, &client_stream, &mut f)?;
+                    check_to_client(&link.to_client, &server_stream, &mut f)?;
+                    link.to_server.clear();
+                    link.to_client.clear();
+                    server_stream.clear();
+                }
+                3 => attached = false,
+                _ => {}
+            },
+        }
+    }
+    link.take_violation()?;
+    check_to_server(&link.to_server, &client_stream, &mut f)?;
+    check_to_client(&link.to_client, &server_stream, &mut f)?;
+    Ok(f.signature())
+}

@@ -1,0 +1,389 @@
+//! Many clients: ten thousand idle ones held open, and a connection storm
+//! twice as large as max_client_conn.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::util::*;
+use crate::wire::{Conn, Fail};
+
+/// Splits `items` into `n` nearly equal chunks.
+fn chunks<T>(mut items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let per = items.len().div_ceil(n);
+    let mut out = Vec::new();
+    while !items.is_empty() {
+        let rest = items.split_off(per.min(items.len()));
+        out.push(std::mem::replace(&mut items, rest));
+    }
+    out
+}
+
+/// Ten thousand clients logged in at once (RLIMIT_NOFILE raised for the
+/// pooler), each running `SELECT 1` through a pool of 20; the pooler's
+/// memory per idle client, and its descriptors back to the baseline once
+/// they leave.
+#[test]
+fn ten_thousand_clients() {
+    let s = soak("ten_thousand_clients");
+    const CLIENTS: usize = 10_000;
+    const THREADS: usize = 8;
+    const BATCH: usize = 250;
+
+    let nofile = raise_nofile();
+    let hard = nofile_of(std::process::id() as i32).1;
+    s.report(&format!(
+        "RLIMIT_NOFILE of the test process raised to {nofile} (hard {hard})"
+    ));
+    assert!(
+        nofile as usize >= CLIENTS + 1000,
+        "RLIMIT_NOFILE hard limit {hard} is too low for {CLIENTS} clients"
+    );
+    let cfg = Cfg::transaction()
+        .auth("trust")
+        .pool_size(20)
+        .set("workers", 2)
+        .set("max_client_conn", 20_000)
+        .set("log_level", "info");
+    let mut p = Pooler::start(&cfg);
+    p.set_watchdog(Duration::from_secs(600));
+    let pid = p.pid();
+    let (soft, hard) = nofile_of(pid);
+    s.report(&format!(
+        "pooler's Max open files: soft {soft}, hard {hard}"
+    ));
+    assert_eq!(
+        soft,
+        nofile.to_string(),
+        "the pooler did not inherit RLIMIT_NOFILE{}",
+        p.ctx()
+    );
+
+    // One client first, so the pool's server parameters and the first
+    // server connection exist before the baseline.
+    {
+        let mut c = Conn::login(
+            p.port,
+            TRUST_USER,
+            "postgres",
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|f| panic!("first login: {f:?}{}", p.ctx()));
+        let r = c.query("SELECT 1").unwrap();
+        assert_eq!(r.value().as_deref(), Some("1"));
+        c.terminate();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss0, fds0) = (rss_kb(pid), fd_count(pid));
+
+    // Log in CLIENTS clients from THREADS threads and keep them.
+    let t = Instant::now();
+    let port = p.port;
+    let logins: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let n = (i + 1) * CLIENTS / THREADS - i * CLIENTS / THREADS;
+            spawn(move || {
+                let mut conns = Vec::with_capacity(n);
+                for _ in 0..n {
+                    match Conn::login(port, TRUST_USER, "postgres", None, Duration::from_secs(30)) {
+                        Ok(c) => conns.push(c),
+                        Err(f) => return Err((conns.len(), f)),
+                    }
+                }
+                Ok(conns)
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for rx in logins {
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(Ok(v)) => conns.extend(v),
+            Ok(Err((done, f))) => panic!(
+                "a login failed after {} clients of its thread ({} held): {f:?}{}",
+                done,
+                conns.len(),
+                p.ctx()
+            ),
+            Err(_) => panic!("logins hang{}", p.ctx()),
+        }
+    }
+    let login_time = t.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss1, fds1) = (rss_kb(pid), fd_count(pid));
+    let per_client = (rss1 as f64 - rss0 as f64) / CLIENTS as f64;
+    s.report(&format!(
+        "{CLIENTS} clients logged in in {} ({:.0} logins/s)",
+        secs(login_time),
+        CLIENTS as f64 / login_time.as_secs_f64()
+    ));
+    s.report(&format!(
+        "pooler RSS {rss0} kB before, {rss1} kB with {CLIENTS} idle clients: \
+         {per_client:.2} kB per idle client; fds {fds0} before, {fds1} with them"
+    ));
+
+    // Every client runs SELECT 1: each thread sends BATCH queries, then
+    // reads their replies, so thousands wait for the 20 servers at once.
+    let t = Instant::now();
+    let runs: Vec<_> = chunks(conns, THREADS)
+        .into_iter()
+        .map(|mut mine| {
+            spawn(move || {
+                let mut failures = Vec::new();
+                for batch in mine.chunks_mut(BATCH) {
+                    let mut sent = Vec::with_capacity(batch.len());
+                    for c in batch.iter_mut() {
+                        sent.push(c.send(&msg::query("SELECT 1")));
+                    }
+                    for (c, r) in batch.iter_mut().zip(sent) {
+                        let r = r.and_then(|()| c.until_ready());
+                        match r {
+                            Ok(rep) if rep.value().as_deref() == Some("1") => {}
+                            Ok(rep) => {
+                                failures.push(format!("unexpected reply {}", show_msgs(&rep.msgs)))
+                            }
+                            Err(f) => failures.push(f.kind()),
+                        }
+                    }
+                }
+                (mine, failures)
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(CLIENTS);
+    let mut failures = Vec::new();
+    for rx in runs {
+        let (mine, f) = rx
+            .recv_timeout(Duration::from_secs(300))
+            .unwrap_or_else(|_| panic!("SELECT 1 hangs{}", p.ctx()));
+        conns.extend(mine);
+        failures.extend(f);
+    }
+    let query_time = t.elapsed();
+    let (rss2, fds2) = (rss_kb(pid), fd_count(pid));
+    let servers = cluster().backends_of(TRUST_USER);
+    s.report(&format!(
+        "{CLIENTS} x SELECT 1 in {} ({} failed); RSS {rss2} kB, fds {fds2}, \
+         {servers} server connections",
+        secs(query_time),
+        failures.len()
+    ));
+
+    // All leave (Terminate), and the pooler gives their descriptors back.
+    let t = Instant::now();
+    for c in conns {
+        c.terminate();
+    }
+    let servers = cluster().backends_of(TRUST_USER) as usize;
+    let back = poll(Duration::from_secs(10), || {
+        (fd_count(pid) <= fds0 + servers).then_some(())
+    });
+    let fds3 = fd_count(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss3 = rss_kb(pid);
+    s.report(&format!(
+        "after all disconnected: fds {fds3} ({} after the last close; baseline {fds0} + \
+         {servers} pooled servers), RSS {rss3} kB, peak RSS {} kB",
+        secs(t.elapsed()),
+        hwm_kb(pid)
+    ));
+
+    let ctx = p.ctx();
+    assert!(p.is_running(), "the pooler died{ctx}");
+    assert!(panics_in(&p.log()).is_empty(), "the pooler panicked{ctx}");
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &failures {
+        *kinds.entry(f.as_str()).or_default() += 1;
+    }
+    assert!(failures.is_empty(), "SELECT 1 failures: {kinds:?}{ctx}");
+    assert!(
+        fds1 >= fds0 + CLIENTS,
+        "{CLIENTS} clients but only {} more fds{ctx}",
+        fds1 - fds0
+    );
+    assert!(
+        back.is_some(),
+        "fds did not come back to {fds0} + {servers} servers: {fds3}{ctx}"
+    );
+    let mut late = Conn::login(
+        p.port,
+        TRUST_USER,
+        "postgres",
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|f| panic!("a login after the crowd: {f:?}{ctx}"));
+    assert_eq!(
+        late.query("SELECT 1").unwrap().value().as_deref(),
+        Some("1")
+    );
+}
+
+/// How one connection attempt of the storm ended.
+enum Outcome {
+    LoggedIn(Conn, Duration),
+    TooMany(Duration),
+    Other(String),
+}
+
+/// 2,000 connections attempted within about a second against
+/// max_client_conn = 1000: each either logs in or gets a clean
+/// ErrorResponse 53300, and the pooler serves a new client afterwards.
+#[test]
+fn connection_storm() {
+    let s = soak("connection_storm");
+    const ATTEMPTS: usize = 2000;
+    const THREADS: usize = 200;
+    const MAX: usize = 1000;
+    raise_nofile();
+    let cfg = Cfg::transaction()
+        .auth("trust")
+        .pool_size(4)
+        .set("max_client_conn", MAX as u32)
+        .set("log_level", "info");
+    let mut p = Pooler::start(&cfg);
+    p.set_watchdog(Duration::from_secs(300));
+    let pid = p.pid();
+    let fds0 = fd_count(pid);
+
+    let start = Arc::new(Barrier::new(THREADS + 1));
+    let done = Arc::new(Barrier::new(THREADS + 1));
+    let port = p.port;
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (start, done) = (start.clone(), done.clone());
+            spawn(move || {
+                start.wait();
+                let t0 = Instant::now();
+                let mut out = Vec::new();
+                for _ in 0..ATTEMPTS / THREADS {
+                    let t = Instant::now();
+                    let r =
+                        Conn::login(port, TRUST_USER, "postgres", None, Duration::from_secs(60));
+                    out.push(match r {
+                        Ok(c) => Outcome::LoggedIn(c, t.elapsed()),
+                        Err(Fail::Error(m)) if m.sqlstate().as_deref() == Some("53300") => {
+                            Outcome::TooMany(t.elapsed())
+                        }
+                        Err(f) => Outcome::Other(f.kind()),
+                    });
+                }
+                let spent = t0.elapsed();
+                // Hold the logged-in clients until every thread is done.
+                done.wait();
+                let mut query_failures = Vec::new();
+                for o in &mut out {
+                    if let Outcome::LoggedIn(c, _) = o {
+                        match c.query("SELECT 1") {
+                            Ok(r) if r.value().as_deref() == Some("1") => {}
+                            Ok(r) => query_failures.push(show_msgs(&r.msgs)),
+                            Err(f) => query_failures.push(f.kind()),
+                        }
+                    }
+                }
+                (out, spent, query_failures)
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    start.wait();
+    done.wait();
+    let storm_time = t.elapsed();
+    let mut outcomes = Vec::new();
+    let mut longest_thread = Duration::ZERO;
+    let mut query_failures = Vec::new();
+    for rx in threads {
+        let (out, spent, qf) = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("storm threads hang{}", p.ctx()));
+        outcomes.extend(out);
+        longest_thread = longest_thread.max(spent);
+        query_failures.extend(qf);
+    }
+    let fds_during = fd_count(pid);
+    let logged_in: Vec<Duration> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::LoggedIn(_, d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    let refused: Vec<Duration> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::TooMany(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    let mut other: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &outcomes {
+        if let Outcome::Other(k) = o {
+            *other.entry(k.clone()).or_default() += 1;
+        }
+    }
+    let slowest = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
+    s.report(&format!(
+        "{ATTEMPTS} attempts from {THREADS} threads, all made within {} (the storm \
+         ended after {}): {} logged in (slowest {}), {} refused with 53300 (slowest {}), \
+         {} other: {other:?}",
+        secs(longest_thread),
+        secs(storm_time),
+        logged_in.len(),
+        secs(slowest(&logged_in)),
+        refused.len(),
+        secs(slowest(&refused)),
+        outcomes.len() - logged_in.len() - refused.len()
+    ));
+    s.report(&format!(
+        "SELECT 1 on the {} logged-in clients: {} failed; pooler fds {fds0} before, \
+         {fds_during} after the storm",
+        logged_in.len(),
+        query_failures.len()
+    ));
+    drop(outcomes);
+    let back = poll(Duration::from_secs(10), || {
+        (fd_count(pid) <= fds0 + 4).then_some(())
+    });
+    let fds_after = fd_count(pid);
+    s.report(&format!("pooler fds once the clients left: {fds_after}"));
+
+    let ctx = p.ctx();
+    assert!(p.is_running() && p.pid() == pid, "the pooler died{ctx}");
+    assert!(panics_in(&p.log()).is_empty(), "the pooler panicked{ctx}");
+    assert!(
+        other.is_empty(),
+        "attempts that neither logged in nor got 53300: {other:?}{ctx}"
+    );
+    assert_eq!(logged_in.len() + refused.len(), ATTEMPTS);
+    assert!(
+        logged_in.len() <= MAX,
+        "{} clients logged in at once with max_client_conn = {MAX}{ctx}",
+        logged_in.len()
+    );
+    assert!(
+        logged_in.len() >= MAX - 10,
+        "only {} clients logged in of the {MAX} allowed{ctx}",
+        logged_in.len()
+    );
+    assert!(
+        query_failures.is_empty(),
+        "SELECT 1 failed on logged-in clients: {query_failures:?}{ctx}"
+    );
+    assert!(
+        back.is_some(),
+        "fds did not come back to about {fds0}: {fds_after}{ctx}"
+    );
+    let mut late = Conn::login(
+        p.port,
+        TRUST_USER,
+        "postgres",
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|f| panic!("a login after the storm: {f:?}{ctx}"));
+    assert_eq!(
+        late.query("SELECT 1").unwrap().value().as_deref(),
+        Some("1")
+    );
+}
