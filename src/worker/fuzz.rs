@@ -1,10 +1,10 @@
 //! Entry points for the fuzz targets in tests/fuzz: the relay's decoders driven with
 //! arbitrary bytes, without sockets.
 //!
-//! Each entry point takes the fuzzer's input and returns `Ok(signature)`, a hash of what
-//! the input made the relay do (the fuzzer keeps inputs with new signatures, a cheap
-//! stand-in for coverage feedback), or `Err(why)` when an invariant the relay must keep
-//! was broken (a message boundary lost in one of the byte streams it writes). A panic
+//! Each entry point takes the fuzzer's input and returns `Ok(features)`, a set of
+//! hashed facts about what the input made the relay do (the fuzzer keeps inputs that
+//! show a new one, a cheap stand-in for coverage feedback), or `Err(why)` when an
+//! invariant the relay must keep was broken (a message boundary lost in one of the byte streams it writes). A panic
 //! is a crash. Input layouts:
 //!
 //! * [`relay_client_bytes`]: `ctl` byte, then client bytes.
@@ -35,24 +35,33 @@ pub const DENY: &[&str] = &["ALTER SYSTEM", "COPY ... PROGRAM", "LOAD"];
 /// `max_prepared_statements` of the relay targets.
 pub const MAX_PREPARED: usize = 4;
 
-/// A set of outcome features, folded into the signature the fuzzer compares.
-#[derive(Default)]
+/// Words of [`Features`].
+pub const FEATURE_WORDS: usize = 64;
+
+/// A set of outcome features (hashed into 4096 bits), what the fuzzer compares.
+#[derive(Clone)]
 pub struct Features {
-    bits: [u64; 8],
+    bits: [u64; FEATURE_WORDS],
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            bits: [0; FEATURE_WORDS],
+        }
+    }
 }
 
 impl Features {
     pub fn add(&mut self, feature: impl Hash) {
         let mut h = DefaultHasher::new();
         feature.hash(&mut h);
-        let bit = (h.finish() % 512) as usize;
+        let bit = (h.finish() % (FEATURE_WORDS as u64 * 64)) as usize;
         self.bits[bit / 64] |= 1 << (bit % 64);
     }
 
-    pub fn signature(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        self.bits.hash(&mut h);
-        h.finish()
+    pub fn bits(&self) -> &[u64; FEATURE_WORDS] {
+        &self.bits
     }
 }
 
@@ -233,7 +242,8 @@ impl Link {
         let cont = &before.continuation;
         let n = new.len().min(cont.len());
         // The rest of the message first; anything after it only once it is complete.
-        let ok = new[..n] == cont[..n] && (cont.len() == before.remaining || new.len() <= cont.len());
+        let ok =
+            new[..n] == cont[..n] && (cont.len() == before.remaining || new.len() <= cont.len());
         if !ok && self.violation.is_none() {
             self.violation = Some(format!(
                 "{INSERTED_MID_MESSAGE} (in {caller}): {:02x?}",
@@ -400,24 +410,67 @@ fn check_to_server(to_server: &[u8], client_stream: &[u8], f: &mut Features) -> 
     Ok(())
 }
 
-/// `to_client` may hold only the server's messages and the pooler's own answers.
+/// `to_client` may hold only the server's messages and the pooler's own answers. When
+/// it does not, and taking out ParseComplete/CloseComplete messages found inside the
+/// first bad message repairs it, the error is [`INSERTED_MID_MESSAGE`].
 fn check_to_client(to_client: &[u8], server_stream: &[u8], f: &mut Features) -> Result<(), String> {
-    let (got, broken) = frames(to_client);
-    if broken {
-        return Err(format!(
-            "stream to the client is not a sequence of messages after {} of them",
-            got.len()
-        ));
-    }
     let (from_server, _) = frames(server_stream);
     let known: HashSet<&[u8]> = from_server.into_iter().collect();
-    let mut prev = 0u8;
-    for m in got {
-        f.add(("to_client", prev, m[0]));
-        prev = m[0];
-        if known.contains(m) {
-            continue;
+    let Some((at, problem)) = first_bad_frame(to_client, &known, Some(f)) else {
+        return Ok(());
+    };
+    let mut repaired = to_client.to_vec();
+    let mut bad_at = at;
+    for _ in 0..64 {
+        let extent = match parse_header(&repaired[bad_at..]) {
+            Ok(Some((_, len))) => (bad_at + len + 5).min(repaired.len()),
+            _ => repaired.len(),
+        };
+        let inside = repaired[bad_at + 1..extent]
+            .windows(5)
+            .position(|w| matches!(w, [b'1' | b'3', 0, 0, 0, 4]));
+        let Some(p) = inside else {
+            return Err(problem);
+        };
+        repaired.drain(bad_at + 1 + p..bad_at + 1 + p + 5);
+        match first_bad_frame(&repaired, &known, None) {
+            None => {
+                return Err(format!(
+                    "{INSERTED_MID_MESSAGE} (found in the client stream)"
+                ))
+            }
+            Some((next, _)) => bad_at = next,
         }
+    }
+    Err(problem)
+}
+
+/// Offset and description of the first message of `stream` that is neither one of
+/// `known` nor a message the pooler writes itself.
+fn first_bad_frame(
+    stream: &[u8],
+    known: &HashSet<&[u8]>,
+    mut f: Option<&mut Features>,
+) -> Option<(usize, String)> {
+    let mut at = 0;
+    let mut prev = 0u8;
+    loop {
+        let rest = &stream[at..];
+        let len = match parse_header(rest) {
+            Ok(Some((_, len))) if len <= rest.len() => len,
+            Ok(_) => return None,
+            Err(_) => {
+                return Some((
+                    at,
+                    "stream to the client is not a sequence of messages".to_string(),
+                ))
+            }
+        };
+        let m = &rest[..len];
+        if let Some(f) = f.as_deref_mut() {
+            f.add(("to_client", prev, m[0]));
+        }
+        prev = m[0];
         let own = match m[0] {
             b'1' | b'3' => m.len() == 5,
             b'E' => {
@@ -426,14 +479,17 @@ fn check_to_client(to_client: &[u8], server_stream: &[u8], f: &mut Features) -> 
             }
             _ => false,
         };
-        if !own {
-            return Err(format!(
-                "message to the client that the server never sent: {:02x?}",
-                &m[..m.len().min(32)]
+        if !own && !known.contains(m) {
+            return Some((
+                at,
+                format!(
+                    "message to the client that the server never sent: {:02x?}",
+                    &m[..m.len().min(32)]
+                ),
             ));
         }
+        at += len;
     }
-    Ok(())
 }
 
 /// Decodes every frontend message of `data` with [`Reader`] the way a full decoder
@@ -540,10 +596,10 @@ fn decode_body(tag: u8, body: &[u8]) -> Result<usize, ProtocolError> {
 
 /// Target `frontend`: client bytes after the startup phase through
 /// [`client_to_server`], with statement tracking, the deny rules and result limits on.
-pub fn relay_client_bytes(data: &[u8]) -> Result<u64, String> {
+pub fn relay_client_bytes(data: &[u8]) -> Result<Features, String> {
     let mut f = Features::default();
     let Some((&ctl, body)) = data.split_first() else {
-        return Ok(0);
+        return Ok(Features::default());
     };
     decode_frontend(body, &mut f);
     let mut link = Link::new();
@@ -567,7 +623,7 @@ pub fn relay_client_bytes(data: &[u8]) -> Result<u64, String> {
     }
     link.take_violation()?;
     check_to_server(&link.to_server, body, &mut f)?;
-    Ok(f.signature())
+    Ok(f)
 }
 
 fn msg(tag: u8, build: impl FnOnce(protocol::Msg) -> protocol::Msg) -> Vec<u8> {
@@ -710,10 +766,10 @@ fn prepare_server_link(scenario_byte: u8) -> Link {
 /// Target `backend`: server bytes through [`server_to_client`] after a client request
 /// chosen by the first byte (bit 7: result limits on; bit 6: the client has a TimeZone
 /// setting; the rest picks the scenario).
-pub fn relay_server_bytes(data: &[u8]) -> Result<u64, String> {
+pub fn relay_server_bytes(data: &[u8]) -> Result<Features, String> {
     let mut f = Features::default();
     let [scenario_byte, ctl, body @ ..] = data else {
-        return Ok(0);
+        return Ok(Features::default());
     };
     let fields = protocol::parse_error_fields(body);
     f.add((
@@ -752,7 +808,7 @@ pub fn relay_server_bytes(data: &[u8]) -> Result<u64, String> {
             break;
         }
     }
-    Ok(f.signature())
+    Ok(f)
 }
 
 /// Target `session`: client and server bytes interleaved, as records `[op] [len]
@@ -761,7 +817,7 @@ pub fn relay_server_bytes(data: &[u8]) -> Result<u64, String> {
 /// abort; 1: the pooler queues its own query, when the link is idle; 2: the client moves
 /// to a fresh server, when idle; 3: the client disconnects), 7 client bytes, then the
 /// server's pending bytes. Bit 7 of the first op: `standard_conforming_strings = off`.
-pub fn relay_session(data: &[u8]) -> Result<u64, String> {
+pub fn relay_session(data: &[u8]) -> Result<Features, String> {
     let mut f = Features::default();
     let mut link = Link::new();
     if data.first().is_some_and(|b| b & 0x80 != 0) {
@@ -862,5 +918,5 @@ pub fn relay_session(data: &[u8]) -> Result<u64, String> {
     link.take_violation()?;
     check_to_server(&link.to_server, &client_stream, &mut f)?;
     check_to_client(&link.to_client, &server_stream, &mut f)?;
-    Ok(f.signature())
+    Ok(f)
 }

@@ -1,6 +1,7 @@
 //! A deterministic, in-process mutation fuzzer for the pooler's parsers, on stable Rust
 //! and without crates: no coverage instrumentation, so an input joins the corpus when it
-//! produces an outcome signature (what the target reports it did) not seen before.
+//! shows an outcome feature (a fact the target reports about what it did: which error,
+//! which message sequence, which state) that no earlier input showed.
 //!
 //! * `cargo test --test fuzz`: the smoke run (part of `make test`). Every target replays
 //!   `tests/fuzz/regressions/<target>/*`, runs its seeds, then a fixed number of
@@ -9,7 +10,7 @@
 //!   each target for N seconds. `FUZZ_TARGET=name` runs one target, `FUZZ_SEED=n`
 //!   changes the random sequence, `FUZZ_ITERS=n` sets the smoke count,
 //!   `FUZZ_REPLAY=file` runs one input against `FUZZ_TARGET` (or every target),
-//!   `FUZZ_NO_SKIP=1` turns off the known-issue filters (see `known_issue`),
+//!   `FUZZ_NO_SKIP=1` makes known issues fail the run too (see `KNOWN_PROPERTIES`),
 //!   `FUZZ_WRITE_SEEDS=1` writes the built-in seeds to `tests/fuzz/corpus/<target>/`,
 //!   `FUZZ_SAVE_CORPUS=1` writes the final corpus to `target/fuzz-corpus/<target>/`.
 //!
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use pooler::worker::fuzz::{Features, FEATURE_WORDS};
 use targets::Outcome;
 
 /// Inputs are cut to this size.
@@ -150,8 +152,8 @@ impl Rng {
 
 const INTERESTING_BYTES: &[u8] = &[
     0, 1, 0xff, 0xfe, 0x7f, 0x80, b'\'', b'$', b'"', b'/', b'*', b'-', b'\n', b';', b'\\', b'=',
-    b',', b'#', b'[', b']', b' ', b'S', b'Z', b'E', b'Q', b'P', b'B', b'D', b'C', b'X', b'd',
-    b'c', b'T', b'1',
+    b',', b'#', b'[', b']', b' ', b'S', b'Z', b'E', b'Q', b'P', b'B', b'D', b'C', b'X', b'd', b'c',
+    b'T', b'1',
 ];
 
 const INTERESTING_I32: &[i32] = &[
@@ -174,8 +176,9 @@ const INTERESTING_I32: &[i32] = &[
     i32::MAX,
     i32::MIN,
     0x4000_0000,
-    0x4000_0001,
+    0x3fff_fffe,
     0x3fff_ffff,
+    1 << 20,
     80_877_102,
     80_877_103,
     80_877_104,
@@ -424,44 +427,68 @@ fn target(name: &str) -> Target {
     let binary = || targets::PROTOCOL_DICT.iter().map(|w| w.to_vec()).collect();
     let (run, seeds, text, dict, smoke): (fn(&[u8]) -> Outcome, fn() -> Vec<Vec<u8>>, _, _, _) =
         match name {
-            "startup" => (targets::startup, targets::startup_seeds, false, binary(), 6000),
-            "frontend" => (targets::frontend, targets::frontend_seeds, false, binary(), 1500),
-            "backend" => (targets::backend, targets::backend_seeds, false, binary(), 1200),
-            "session" => (targets::session, targets::session_seeds, false, binary(), 1200),
+            "startup" => (
+                targets::startup,
+                targets::startup_seeds,
+                false,
+                binary(),
+                40_000,
+            ),
+            "frontend" => (
+                targets::frontend,
+                targets::frontend_seeds,
+                false,
+                binary(),
+                8_000,
+            ),
+            "backend" => (
+                targets::backend,
+                targets::backend_seeds,
+                false,
+                binary(),
+                5_000,
+            ),
+            "session" => (
+                targets::session,
+                targets::session_seeds,
+                false,
+                binary(),
+                8_000,
+            ),
             "scram" => (
                 targets::scram,
                 targets::scram_seeds,
                 true,
                 dict_of(targets::SCRAM_DICT),
-                3000,
+                50_000,
             ),
             "config" => (
                 targets::config,
                 targets::config_seeds,
                 true,
                 dict_of(targets::CONFIG_DICT),
-                400,
+                2_000,
             ),
             "hba" => (
                 targets::hba,
                 targets::hba_seeds,
                 true,
                 dict_of(targets::HBA_DICT),
-                3000,
+                30_000,
             ),
             "admin" => (
                 targets::admin,
                 targets::admin_seeds,
                 true,
                 dict_of(targets::SQL_DICT),
-                3000,
+                40_000,
             ),
             "statements" => (
                 targets::statements,
                 targets::statement_seeds,
                 true,
                 dict_of(targets::SQL_DICT),
-                2000,
+                12_000,
             ),
             other => panic!("no target {other}"),
         };
@@ -477,109 +504,6 @@ fn target(name: &str) -> Target {
 
 fn leak(s: &str) -> &'static str {
     Box::leak(s.to_string().into_boxed_str())
-}
-
-// ---- known issues ----
-
-/// Message tags whose whole body the relay buffers before acting, on the client side
-/// (Query/Parse with statement rules; Parse/Bind/Describe/Close with statement tracking)
-/// and on the server side.
-const WHOLE_CLIENT: &[u8] = b"QPBDC";
-const WHOLE_SERVER: &[u8] = b"ZSEC";
-/// A declared length above this, for a message the relay buffers whole, makes it reserve
-/// that much (up to 1 GiB, zero-filled) before a byte of the body arrived.
-const KNOWN_RESERVE: usize = 1 << 20;
-
-/// Offset of the first message in `stream` (framed from its start) that is buffered
-/// whole and declares more than [`KNOWN_RESERVE`] bytes.
-fn first_big_reserve(stream: &[u8], whole: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while stream.len() - at >= 5 {
-        let tag = stream[at];
-        let len =
-            u32::from_be_bytes([stream[at + 1], stream[at + 2], stream[at + 3], stream[at + 4]])
-                as usize;
-        if !(4..=1 << 30).contains(&len) {
-            return None;
-        }
-        if whole.contains(&tag) && len + 1 > KNOWN_RESERVE {
-            return Some(at);
-        }
-        at += len + 1;
-        if at > stream.len() {
-            return None;
-        }
-    }
-    None
-}
-
-/// Rewrites inputs that would hit an issue already reported, so fuzzing can go on
-/// past it (`FUZZ_NO_SKIP=1` turns this off). The one handled: a client or server
-/// message the relay buffers whole, with a huge declared length, makes it allocate the
-/// whole length at once (see the report); the input is cut before that message,
-/// which the relay would have waited for forever anyway.
-fn known_issue(name: &str, input: &[u8]) -> Option<Vec<u8>> {
-    match name {
-        "frontend" => {
-            let at = first_big_reserve(input.get(1..)?, WHOLE_CLIENT)?;
-            Some(input[..1 + at].to_vec())
-        }
-        "backend" => {
-            let at = first_big_reserve(input.get(2..)?, WHOLE_SERVER)?;
-            Some(input[..2 + at].to_vec())
-        }
-        "session" => {
-            // Records [op][len][bytes]: rebuild each direction's stream, find the cut,
-            // and drop that direction's bytes from there on.
-            let mut client = Vec::new();
-            let mut server = Vec::new();
-            let mut records = Vec::new();
-            let mut rest = input;
-            while let [op, len, tail @ ..] = rest {
-                let n = usize::from(*len).min(tail.len());
-                let (bytes, next) = tail.split_at(n);
-                rest = next;
-                let dir = match op % 8 {
-                    0..=2 | 7 => Some(true),
-                    3..=5 => Some(false),
-                    _ => None,
-                };
-                let offset = match dir {
-                    Some(true) => client.len(),
-                    Some(false) => server.len(),
-                    None => 0,
-                };
-                match dir {
-                    Some(true) => client.extend_from_slice(bytes),
-                    Some(false) => server.extend_from_slice(bytes),
-                    None => {}
-                }
-                records.push((*op, *len, bytes, dir, offset));
-            }
-            let cut_client = first_big_reserve(&client, WHOLE_CLIENT);
-            let cut_server = first_big_reserve(&server, WHOLE_SERVER);
-            if cut_client.is_none() && cut_server.is_none() {
-                return None;
-            }
-            let mut out = Vec::with_capacity(input.len());
-            for (op, len, bytes, dir, offset) in records {
-                let cut = match dir {
-                    Some(true) => cut_client,
-                    Some(false) => cut_server,
-                    None => None,
-                };
-                let keep = match cut {
-                    Some(c) => c.saturating_sub(offset).min(bytes.len()),
-                    None => bytes.len(),
-                };
-                out.push(op);
-                out.push(if dir.is_some() { keep as u8 } else { len });
-                out.extend_from_slice(&bytes[..keep]);
-            }
-            Some(out)
-        }
-        _ => None,
-    }
 }
 
 // ---- running inputs ----
@@ -630,7 +554,7 @@ struct Finding {
 }
 
 enum Run {
-    Ok(u64),
+    Ok(Features),
     Bad(Finding),
     /// A broken invariant already reported (see [`KNOWN_PROPERTIES`]).
     Known(Finding),
@@ -650,22 +574,14 @@ struct Current {
 struct Runner {
     target: Target,
     current: Arc<Mutex<Current>>,
+    /// Whether [`KNOWN_PROPERTIES`] are let pass.
     skip_known: bool,
-    skipped: usize,
     execs: usize,
 }
 
 impl Runner {
     fn run(&mut self, raw: &[u8]) -> Run {
-        let mut input = &raw[..raw.len().min(MAX_INPUT)];
-        let rewritten;
-        if self.skip_known {
-            if let Some(v) = known_issue(self.target.name, input) {
-                self.skipped += 1;
-                rewritten = v;
-                input = &rewritten;
-            }
-        }
+        let input = &raw[..raw.len().min(MAX_INPUT)];
         {
             let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
             cur.input.clear();
@@ -693,7 +609,8 @@ impl Runner {
                 })
             }
             Ok(Err(message)) => {
-                let known = self.skip_known && KNOWN_PROPERTIES.iter().any(|k| message.starts_with(k));
+                let known =
+                    self.skip_known && KNOWN_PROPERTIES.iter().any(|k| message.starts_with(k));
                 let f = Finding {
                     kind: Kind::Property,
                     location: property_location(&message),
@@ -718,9 +635,7 @@ impl Runner {
 
     /// Shrinks a finding's input while it still fails the same way (bounded effort).
     fn minimize(&mut self, finding: &Finding) -> Vec<u8> {
-        let same = |r: &Run| {
-            matches!(r, Run::Bad(f) | Run::Known(f) if f.kind == finding.kind && f.location == finding.location)
-        };
+        let same = |r: &Run| matches!(r, Run::Bad(f) | Run::Known(f) if f.kind == finding.kind && f.location == finding.location);
         let mut best = finding.input.clone();
         let mut budget = 3000;
         let mut chunk = best.len() / 2;
@@ -772,7 +687,11 @@ fn read_dir_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     files.sort();
     files
@@ -856,7 +775,6 @@ fn fuzz(name: &str) {
         target,
         current,
         skip_known: !env_flag("FUZZ_NO_SKIP"),
-        skipped: 0,
         execs: 0,
     };
     let started = Instant::now();
@@ -876,7 +794,10 @@ fn fuzz(name: &str) {
     if let Some(path) = std::env::var_os("FUZZ_REPLAY") {
         let input = std::fs::read(&path).expect("FUZZ_REPLAY file");
         match runner.run(&input) {
-            Run::Ok(sig) => println!("fuzz {name}: replay ok (signature {sig:016x})"),
+            Run::Ok(f) => println!(
+                "fuzz {name}: replay ok ({} features)",
+                f.bits().iter().map(|w| w.count_ones()).sum::<u32>()
+            ),
             Run::Known(f) => println!("fuzz {name}: replay hits a known issue: {}", f.message),
             Run::Bad(f) => {
                 println!(
@@ -906,11 +827,20 @@ fn fuzz(name: &str) {
     }
 
     let mut corpus: Vec<Vec<u8>> = Vec::new();
-    let mut seen: HashSet<u64> = HashSet::new();
+    let mut seen = [0u64; FEATURE_WORDS];
+    // Adds the features; whether any was new.
+    let novel = |seen: &mut [u64; FEATURE_WORDS], f: &Features| {
+        let mut new = false;
+        for (s, b) in seen.iter_mut().zip(f.bits()) {
+            new |= b & !*s != 0;
+            *s |= b;
+        }
+        new
+    };
     for s in seeds.iter().chain(regressions.iter().map(|(_, b)| b)) {
         match runner.run(s) {
-            Run::Ok(sig) => {
-                seen.insert(sig);
+            Run::Ok(f) => {
+                novel(&mut seen, &f);
             }
             Run::Known(f) => note_known(f),
             Run::Bad(f) => record(&mut runner, f, &mut findings, &mut by_location),
@@ -951,8 +881,8 @@ fn fuzz(name: &str) {
         let mut child = parent;
         mutator.mutate(&mut rng, &mut child, &corpus);
         match runner.run(&child) {
-            Run::Ok(sig) => {
-                if seen.insert(sig) {
+            Run::Ok(f) => {
+                if novel(&mut seen, &f) {
                     if corpus.len() < MAX_CORPUS {
                         corpus.push(child);
                     } else {
@@ -976,10 +906,10 @@ fn fuzz(name: &str) {
         if seconds.is_some() && last_report.elapsed() > Duration::from_secs(15) {
             last_report = Instant::now();
             println!(
-                "fuzz {name}: ... {} execs, corpus {}, outcomes {}",
+                "fuzz {name}: ... {} execs, corpus {}, features {}",
                 runner.execs,
                 corpus.len(),
-                seen.len()
+                seen.iter().map(|w| w.count_ones()).sum::<u32>()
             );
         }
     }
@@ -994,24 +924,36 @@ fn fuzz(name: &str) {
     }
 
     let elapsed = started.elapsed();
-    let count = |k: Kind| by_location.iter().filter(|((kind, _), _)| *kind == k).map(|(_, n)| n).sum::<usize>();
+    let count = |k: Kind| {
+        by_location
+            .iter()
+            .filter(|((kind, _), _)| *kind == k)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
     println!(
-        "fuzz {name}: {} execs in {:.1}s ({:.0}/s), corpus {}, distinct outcomes {}, crashes {}, property violations {}, big allocations {}, known-issue inputs cut {}",
+        "fuzz {name}: {} execs in {:.1}s ({:.0}/s), corpus {}, features {}, crashes {}, property violations {}, big allocations {}",
         runner.execs,
         elapsed.as_secs_f64(),
         runner.execs as f64 / elapsed.as_secs_f64().max(1e-9),
         corpus.len(),
-        seen.len(),
+        seen.iter().map(|w| w.count_ones()).sum::<u32>(),
         count(Kind::Crash),
         count(Kind::Property),
         count(Kind::Alloc),
-        runner.skipped,
     );
     let dir = crash_dir();
     let _ = std::fs::create_dir_all(&dir);
     let mut known: Vec<_> = known.into_iter().collect();
     known.sort();
     for (n, (location, (times, input))) in known.into_iter().enumerate() {
+        let example = Finding {
+            kind: Kind::Property,
+            location: location.clone(),
+            message: String::new(),
+            input,
+        };
+        let input = runner.minimize(&example);
         let path = dir.join(format!("{name}-known-{n}.bin"));
         let _ = std::fs::write(&path, &input);
         println!(

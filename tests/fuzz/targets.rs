@@ -1,5 +1,5 @@
-//! The fuzz targets: each takes arbitrary bytes and returns `Ok(signature)` (a hash of
-//! what the input made the code do, for corpus selection) or `Err(why)` for a broken
+//! The fuzz targets: each takes arbitrary bytes and returns `Ok(features)` (hashed facts
+//! about what the input made the code do, for corpus selection) or `Err(why)` for a broken
 //! invariant. Panics are crashes. Also the built-in seeds and token dictionaries.
 
 use std::collections::hash_map::DefaultHasher;
@@ -18,38 +18,45 @@ use pooler::params::{self, ParamSet};
 use pooler::protocol::{self, StartupPacket};
 use pooler::worker::fuzz::{self as relay_fuzz, bucket, Features};
 
-pub type Outcome = Result<u64, String>;
+pub type Outcome = Result<Features, String>;
 
 /// Bytes as text, as a server or a file reader with a lossy decoder would see them.
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
 
-/// An error message without the parts copied from the input (quoted text, numbers), so
-/// that the same error with other input counts as one outcome.
+/// An error message without the parts copied from the input, so that the same error
+/// with other input counts as one outcome: of each `: `-separated part, the text before
+/// the first quote, parenthesis or `=` (input is not quoted in every message), if that
+/// is more than one word; numbers folded.
 fn shape(message: &str) -> String {
     let mut out = String::new();
-    let mut quote = None;
-    for c in message.chars().take(200) {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if matches!(c, '"' | '`' | '\'') => {
-                quote = Some(c);
-                out.push(c);
-            }
-            None if c.is_ascii_digit() => {
+    for part in message.split(": ").take(3) {
+        let head = part.split(['"', '\'', '`', '(', '=']).next().unwrap_or("");
+        if head.split_whitespace().count() < 2 {
+            continue;
+        }
+        out.push('|');
+        for c in head.chars().take(60) {
+            if c.is_ascii_digit() {
                 if !out.ends_with('#') {
                     out.push('#');
                 }
+            } else {
+                out.push(c);
             }
-            None => out.push(c),
-        }
-        if out.len() >= 60 {
-            break;
         }
     }
     out
+}
+
+/// A config key path with the names of databases and users folded.
+fn key_shape(key: &str) -> String {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    if parts.len() > 2 && matches!(parts[0], "databases" | "users") {
+        parts[1] = "*";
+    }
+    parts.join(".")
 }
 
 // ---- startup ----
@@ -98,7 +105,7 @@ pub fn startup(data: &[u8]) -> Outcome {
         }
     }
     f.add(("packets", bucket(count)));
-    Ok(f.signature())
+    Ok(f)
 }
 
 /// The pooler turns client settings into SQL for the server: it must come out as one
@@ -169,10 +176,8 @@ fn secret() -> &'static ScramSecret {
 fn client_keys() -> ScramCredential {
     static KEYS: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
     let (client_key, server_key) = KEYS.get_or_init(|| {
-        let mut c = ScramClient::new_with_nonce(
-            ScramCredential::Password(PASSWORD.into()),
-            CLIENT_NONCE,
-        );
+        let mut c =
+            ScramClient::new_with_nonce(ScramCredential::Password(PASSWORD.into()), CLIENT_NONCE);
         let mut s = ScramServer::new_with_nonce(secret().clone(), SERVER_NONCE);
         let sf = s.server_first(&c.client_first()).expect("server-first");
         c.client_final(&sf).expect("client-final");
@@ -242,10 +247,13 @@ pub fn scram(data: &[u8]) -> Outcome {
     if let Some(s) = ScramSecret::parse(&text(data)) {
         f.add("secret");
         if ScramSecret::parse(&s.to_pg_string()).as_ref() != Some(&s) {
-            return Err(format!("verifier does not round-trip: {}", s.to_pg_string()));
+            return Err(format!(
+                "verifier does not round-trip: {}",
+                s.to_pg_string()
+            ));
         }
     }
-    Ok(f.signature())
+    Ok(f)
 }
 
 // ---- config / hba ----
@@ -270,9 +278,14 @@ pub fn config(data: &[u8]) -> Outcome {
             }
             f.add(("restart", c.restart_needed_for(&c).len()));
         }
-        Err(e) => f.add(("err", e.key.is_some(), e.line.is_some(), shape(&e.message))),
+        Err(e) => f.add((
+            "err",
+            e.key.as_deref().map(key_shape),
+            e.line.is_some(),
+            shape(&e.message),
+        )),
     }
-    Ok(f.signature())
+    Ok(f)
 }
 
 fn addrs() -> [Option<IpAddr>; 5] {
@@ -296,7 +309,10 @@ pub fn hba(data: &[u8]) -> Outcome {
                     "rule",
                     r.conn_type.as_str(),
                     r.method.as_str(),
-                    format!("{:?}", r.address).chars().take(4).collect::<String>(),
+                    format!("{:?}", r.address)
+                        .chars()
+                        .take(4)
+                        .collect::<String>(),
                     r.clientcert.is_some(),
                 ));
             }
@@ -310,7 +326,7 @@ pub fn hba(data: &[u8]) -> Outcome {
         }
         Err(e) => f.add(("err", shape(&e.message))),
     }
-    Ok(f.signature())
+    Ok(f)
 }
 
 // ---- admin ----
@@ -345,7 +361,7 @@ pub fn admin(data: &[u8]) -> Outcome {
         }
         Err(e) => f.add(("err", e.code, shape(&e.message))),
     }
-    Ok(f.signature())
+    Ok(f)
 }
 
 // ---- statements ----
@@ -369,8 +385,11 @@ fn rule_sets() -> &'static [StatementRules] {
             .expect("deny rules"),
             StatementRules::new(none, &["SELECT", "INSERT ... RETURNING", "VALUES", "SHOW"])
                 .expect("allow rules"),
-            StatementRules::new(&["DELETE", "UPDATE ... FROM"], &["SELECT", "DELETE", "WITH"])
-                .expect("both"),
+            StatementRules::new(
+                &["DELETE", "UPDATE ... FROM"],
+                &["SELECT", "DELETE", "WITH"],
+            )
+            .expect("both"),
         ]
     })
 }
@@ -400,9 +419,7 @@ pub fn statements(data: &[u8]) -> Outcome {
         let mut prev_end = 0;
         let mut prev_kind = 7u8;
         for (i, t) in Lexer::with_options(&sql, opts).enumerate() {
-            if t.text.is_empty()
-                || t.start < prev_end
-                || sql.get(t.start..t.end()) != Some(t.text)
+            if t.text.is_empty() || t.start < prev_end || sql.get(t.start..t.end()) != Some(t.text)
             {
                 return Err(format!(
                     "token {i} {:?} at {} (previous ended at {prev_end}) is not a slice of the input",
@@ -421,7 +438,10 @@ pub fn statements(data: &[u8]) -> Outcome {
         let r = for_each_unit(&sql, opts, |u| {
             units += 1;
             if u.start > u.end || sql.get(u.start..u.end).is_none() {
-                return Err(format!("unit {}..{} is not a slice of the input", u.start, u.end));
+                return Err(format!(
+                    "unit {}..{} is not a slice of the input",
+                    u.start, u.end
+                ));
             }
             Ok(())
         });
@@ -434,7 +454,7 @@ pub fn statements(data: &[u8]) -> Outcome {
             }
         }
     }
-    Ok(f.signature())
+    Ok(f)
 }
 
 // ---- seeds ----
@@ -502,7 +522,10 @@ pub fn startup_seeds() -> Vec<Vec<u8>> {
         &mut v,
         &[
             ("user", "bob"),
-            ("options", r"-c search_path=a,b --statement-timeout=5 -cwork_mem=4MB -c x=a\ b"),
+            (
+                "options",
+                r"-c search_path=a,b --statement-timeout=5 -cwork_mem=4MB -c x=a\ b",
+            ),
             ("DateStyle", "ISO, MDY"),
             ("_pq_.foo", "1"),
         ],
@@ -543,7 +566,9 @@ pub fn frontend_seeds() -> Vec<Vec<u8>> {
     }
     let mut v = vec![0x80];
     v.extend(query_msg(r"SELECT 'a\'; ALTER SYSTEM SET x = 1; --'"));
-    v.extend(query_msg("/* x */ alter system set work_mem = 1; COPY t FROM PROGRAM 'id'"));
+    v.extend(query_msg(
+        "/* x */ alter system set work_mem = 1; COPY t FROM PROGRAM 'id'",
+    ));
     out.push(v);
     let mut v = vec![0];
     v.extend(parse_msg("a", "SELECT 1"));
@@ -591,7 +616,9 @@ pub fn backend_seeds() -> Vec<Vec<u8>> {
     });
     let cc = |t: &str| msg(b'C', |m| m.cstr(t));
     let ps = msg(b'S', |m| m.cstr("TimeZone").cstr("Europe/Paris"));
-    let notice = msg(b'N', |m| m.u8(b'S').cstr("NOTICE").u8(b'M').cstr("hi").u8(0));
+    let notice = msg(b'N', |m| {
+        m.u8(b'S').cstr("NOTICE").u8(b'M').cstr("hi").u8(0)
+    });
     let mut out = Vec::new();
     let replies: Vec<(u8, Vec<u8>)> = vec![
         (
@@ -645,7 +672,19 @@ pub fn backend_seeds() -> Vec<Vec<u8>> {
             ]
             .concat(),
         ),
-        (3, [err.clone(), rfq.clone(), err.clone(), rfq.clone(), row.clone(), cc("SELECT 1"), rfq.clone()].concat()),
+        (
+            3,
+            [
+                err.clone(),
+                rfq.clone(),
+                err.clone(),
+                rfq.clone(),
+                row.clone(),
+                cc("SELECT 1"),
+                rfq.clone(),
+            ]
+            .concat(),
+        ),
         (
             4,
             [
@@ -658,7 +697,17 @@ pub fn backend_seeds() -> Vec<Vec<u8>> {
             ]
             .concat(),
         ),
-        (5, [cancelled.clone(), rfq.clone(), msg(b'2', |m| m), msg(b'I', |m| m), rfq.clone()].concat()),
+        (
+            5,
+            [
+                cancelled.clone(),
+                rfq.clone(),
+                msg(b'2', |m| m),
+                msg(b'I', |m| m),
+                rfq.clone(),
+            ]
+            .concat(),
+        ),
         (
             0x86,
             [
@@ -731,7 +780,10 @@ pub fn session_seeds() -> Vec<Vec<u8>> {
     // Prepare, then reuse the statement in a pipeline after a Describe; the server's
     // answers arrive in small pieces.
     let mut v = Vec::new();
-    v.extend(record(0, &[parse_msg("s1", "SELECT 1"), sync_msg()].concat()));
+    v.extend(record(
+        0,
+        &[parse_msg("s1", "SELECT 1"), sync_msg()].concat(),
+    ));
     v.extend(record(3, &[msg(b'1', |m| m), rfq.clone()].concat()));
     v.extend(record(
         1,
@@ -766,18 +818,36 @@ pub fn session_seeds() -> Vec<Vec<u8>> {
     v.extend(record(6, &[]));
     v.extend(record(7, &query_msg("COPY t FROM STDIN")));
     v.extend(record(5, &msg(b'G', |m| m.u8(0).i16(0))));
-    v.extend(record(2, &[msg(b'd', |m| m.bytes(b"1\n")), msg(b'c', |m| m), sync_msg()].concat()));
-    v.extend(record(3, &[msg(b'C', |m| m.cstr("COPY 1")), rfq.clone()].concat()));
+    v.extend(record(
+        2,
+        &[msg(b'd', |m| m.bytes(b"1\n")), msg(b'c', |m| m), sync_msg()].concat(),
+    ));
+    v.extend(record(
+        3,
+        &[msg(b'C', |m| m.cstr("COPY 1")), rfq.clone()].concat(),
+    ));
     v.push(6);
     v.push(2);
-    v.extend(record(0, &[bind_msg("s1"), exec_msg(), sync_msg()].concat()));
-    v.extend(record(3, &[msg(b'1', |m| m), msg(b'2', |m| m), row, rfq.clone()].concat()));
+    v.extend(record(
+        0,
+        &[bind_msg("s1"), exec_msg(), sync_msg()].concat(),
+    ));
+    v.extend(record(
+        3,
+        &[msg(b'1', |m| m), msg(b'2', |m| m), row, rfq.clone()].concat(),
+    ));
     out.push(v);
     // The pooler's own query first, then the client's.
     let mut v = vec![6, 1];
     v.extend(record(0, &query_msg("SELECT 2")));
-    v.extend(record(3, &[msg(b'C', |m| m.cstr("SET")), rfq.clone()].concat()));
-    v.extend(record(4, &[msg(b'C', |m| m.cstr("SELECT 2")), rfq].concat()));
+    v.extend(record(
+        3,
+        &[msg(b'C', |m| m.cstr("SET")), rfq.clone()].concat(),
+    ));
+    v.extend(record(
+        4,
+        &[msg(b'C', |m| m.cstr("SELECT 2")), rfq].concat(),
+    ));
     out.push(v);
     out
 }
@@ -927,40 +997,237 @@ pub const PROTOCOL_DICT: &[&[u8]] = &[
 ];
 
 pub const SQL_DICT: &[&str] = &[
-    "'", "''", "\"", "$$", "$a$", "$1", "/*", "*/", "--", "\n", "\r", ";", "(", ")", ",", ".",
-    "E'", "e'\\'", "U&'", "U&\"", "B'", "X'", "\\", "\\'", " ", "\t", "=", "::", "1e", "1.5",
-    "SELECT", "WITH", "RECURSIVE", "AS", "NOT", "MATERIALIZED", "EXPLAIN", "ANALYZE",
-    "VERBOSE", "ALTER", "SYSTEM", "COPY", "PROGRAM", "FROM", "TO", "LOAD", "CREATE", "OR",
-    "REPLACE", "FUNCTION", "PROCEDURE", "BEGIN", "ATOMIC", "END", "CASE", "SEARCH",
-    "DEPTH", "BREADTH", "FIRST", "BY", "SET", "CYCLE", "USING", "DEFAULT", "ROLE", "DROP",
-    "DATABASE", "INSERT", "RETURNING", "VALUES", "DELETE", "UPDATE", "SHOW", "RELOAD",
-    "PAUSE", "RESUME", "KILL", "ENABLE", "DISABLE", "RECONNECT", "WAIT_CLOSE", "SHUTDOWN",
-    "POOLS", "HELP", "CONFIG", "AUTH_QUERY_CACHE", "query_timeout", "log_level",
-    "default_pool_size", "'5s'", "-1", "\u{e9}", "\u{2028}", "\u{0}",
+    "'",
+    "''",
+    "\"",
+    "$$",
+    "$a$",
+    "$1",
+    "/*",
+    "*/",
+    "--",
+    "\n",
+    "\r",
+    ";",
+    "(",
+    ")",
+    ",",
+    ".",
+    "E'",
+    "e'\\'",
+    "U&'",
+    "U&\"",
+    "B'",
+    "X'",
+    "\\",
+    "\\'",
+    " ",
+    "\t",
+    "=",
+    "::",
+    "1e",
+    "1.5",
+    "SELECT",
+    "WITH",
+    "RECURSIVE",
+    "AS",
+    "NOT",
+    "MATERIALIZED",
+    "EXPLAIN",
+    "ANALYZE",
+    "VERBOSE",
+    "ALTER",
+    "SYSTEM",
+    "COPY",
+    "PROGRAM",
+    "FROM",
+    "TO",
+    "LOAD",
+    "CREATE",
+    "OR",
+    "REPLACE",
+    "FUNCTION",
+    "PROCEDURE",
+    "BEGIN",
+    "ATOMIC",
+    "END",
+    "CASE",
+    "SEARCH",
+    "DEPTH",
+    "BREADTH",
+    "FIRST",
+    "BY",
+    "SET",
+    "CYCLE",
+    "USING",
+    "DEFAULT",
+    "ROLE",
+    "DROP",
+    "DATABASE",
+    "INSERT",
+    "RETURNING",
+    "VALUES",
+    "DELETE",
+    "UPDATE",
+    "SHOW",
+    "RELOAD",
+    "PAUSE",
+    "RESUME",
+    "KILL",
+    "ENABLE",
+    "DISABLE",
+    "RECONNECT",
+    "WAIT_CLOSE",
+    "SHUTDOWN",
+    "POOLS",
+    "HELP",
+    "CONFIG",
+    "AUTH_QUERY_CACHE",
+    "query_timeout",
+    "log_level",
+    "default_pool_size",
+    "'5s'",
+    "-1",
+    "\u{e9}",
+    "\u{2028}",
+    "\u{0}",
 ];
 
 pub const CONFIG_DICT: &[&str] = &[
-    "\n[pooler]\n", "\n[tls]\n", "\n[metrics]\n", "\n[auth_query]\n", "\n[databases.app]\n",
-    "\n[databases.\"a b\"]\n", "\n[users.alice]\n", "\n[[x]]\n", " = ", "\"", "'", "'''",
-    "\"\"\"", "[", "]", "{", "}", ",", "#", "\n", "\\u0000", "\\", "0", "-1",
-    "9223372036854775807", "18446744073709551616", "1e999", "nan", "inf", "true",
-    "\"5s\"", "\"0ms\"", "\"30d\"", "\"721h\"", "\"\"", "[]", "[\"x\"]", "{a = 1}",
-    "\"*\"", "\"::1\"", "\"10.0.0.0/8\"", "\"0.0.0.0/33\"", "\"SCRAM-SHA-256$4096:c2FsdA==$a:b\"",
-    "\"md5", "2024-01-01T00:00:00Z", "\"hba\"", "\"transaction\"", "\"session\"",
-    "\"require\"", "\"verify-full\"", "\u{feff}", "\u{0}",
+    "\n[pooler]\n",
+    "\n[tls]\n",
+    "\n[metrics]\n",
+    "\n[auth_query]\n",
+    "\n[databases.app]\n",
+    "\n[databases.\"a b\"]\n",
+    "\n[users.alice]\n",
+    "\n[[x]]\n",
+    " = ",
+    "\"",
+    "'",
+    "'''",
+    "\"\"\"",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "#",
+    "\n",
+    "\\u0000",
+    "\\",
+    "0",
+    "-1",
+    "9223372036854775807",
+    "18446744073709551616",
+    "1e999",
+    "nan",
+    "inf",
+    "true",
+    "\"5s\"",
+    "\"0ms\"",
+    "\"30d\"",
+    "\"721h\"",
+    "\"\"",
+    "[]",
+    "[\"x\"]",
+    "{a = 1}",
+    "\"*\"",
+    "\"::1\"",
+    "\"10.0.0.0/8\"",
+    "\"0.0.0.0/33\"",
+    "\"SCRAM-SHA-256$4096:c2FsdA==$a:b\"",
+    "\"md5",
+    "2024-01-01T00:00:00Z",
+    "\"hba\"",
+    "\"transaction\"",
+    "\"session\"",
+    "\"require\"",
+    "\"verify-full\"",
+    "\u{feff}",
+    "\u{0}",
 ];
 
 pub const HBA_DICT: &[&str] = &[
-    "local", "host", "hostssl", "hostnossl", "hostgssenc", "all", "sameuser", "samerole",
-    "samegroup", "replication", "samehost", "samenet", "+", "@", "\"", "\"\"", ",", " ", "\t",
-    "\r", "\n", "#", "trust", "reject", "md5", "scram-sha-256", "password", "cert", "peer",
-    "clientcert=verify-full", "clientcert=verify-ca", "clientcert=", "=", "/", "/0", "/32",
-    "/33", "/128", "/129", "0.0.0.0", "255.255.255.255", "255.0.255.0", "::", "::1",
-    "::ffff:1.2.3.4", "ffff:ffff::", "127.1", "fe80::1%eth0",
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "all",
+    "sameuser",
+    "samerole",
+    "samegroup",
+    "replication",
+    "samehost",
+    "samenet",
+    "+",
+    "@",
+    "\"",
+    "\"\"",
+    ",",
+    " ",
+    "\t",
+    "\r",
+    "\n",
+    "#",
+    "trust",
+    "reject",
+    "md5",
+    "scram-sha-256",
+    "password",
+    "cert",
+    "peer",
+    "clientcert=verify-full",
+    "clientcert=verify-ca",
+    "clientcert=",
+    "=",
+    "/",
+    "/0",
+    "/32",
+    "/33",
+    "/128",
+    "/129",
+    "0.0.0.0",
+    "255.255.255.255",
+    "255.0.255.0",
+    "::",
+    "::1",
+    "::ffff:1.2.3.4",
+    "ffff:ffff::",
+    "127.1",
+    "fe80::1%eth0",
 ];
 
 pub const SCRAM_DICT: &[&str] = &[
-    "n,,", "y,,", "p=tls-server-end-point,,", "p=", "a=", "n=", "r=", "s=", "i=", "c=", "p=",
-    "v=", "e=", "m=", ",", "=", "=3D", "=2C", "biws", "eSws", "abc", "fixednonce", "4096",
-    "0", "4294967296", "10000001", "AAAA", "====", "\0", "\u{ff}",
+    "n,,",
+    "y,,",
+    "p=tls-server-end-point,,",
+    "p=",
+    "a=",
+    "n=",
+    "r=",
+    "s=",
+    "i=",
+    "c=",
+    "p=",
+    "v=",
+    "e=",
+    "m=",
+    ",",
+    "=",
+    "=3D",
+    "=2C",
+    "biws",
+    "eSws",
+    "abc",
+    "fixednonce",
+    "4096",
+    "0",
+    "4294967296",
+    "10000001",
+    "AAAA",
+    "====",
+    "\0",
+    "\u{ff}",
 ];

@@ -530,3 +530,111 @@ fn postgres_unreachable() {
     );
     assert!(panics_in(&p.log()).is_empty(), "the pooler panicked{ctx}");
 }
+
+/// Like `postgres_unreachable`, but the server's address swallows the
+/// connection attempts (a full accept queue: SYNs dropped, as across a dead
+/// network link) instead of refusing them: with 20 logins waiting at once,
+/// each fails with 08006 once server_connect_timeout (2 s) has passed, not
+/// later, and 200 of them leave the pooler's memory and descriptors flat.
+#[test]
+fn server_black_holed() {
+    let s = soak("server_black_holed");
+    const ATTEMPTS: usize = 200;
+    const THREADS: usize = 20;
+    let hole = BlackHole::start();
+    assert!(hole.hangs(), "the black hole answers connect()");
+    let cfg = Cfg::transaction()
+        .auth("plain")
+        .set("server_connect_timeout", "2s")
+        .db_at("hole", "127.0.0.1", hole.port, "postgres", "");
+    let mut p = Pooler::start(&cfg);
+    p.set_watchdog(Duration::from_secs(300));
+    let pid = p.pid();
+    let attempt = |port: u16| {
+        let started = Instant::now();
+        let r = Conn::login(port, USER, "hole", Some(PW), Duration::from_secs(30))
+            .and_then(|mut c| c.query("SELECT 1").map(|_| ()));
+        (started.elapsed(), r)
+    };
+    // Warm-up round, then the measured ones.
+    let mut all = Vec::new();
+    let round = |all: &mut Vec<(Duration, Result<(), Fail>)>, per_thread: usize| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let port = p.port;
+                spawn(move || (0..per_thread).map(|_| attempt(port)).collect::<Vec<_>>())
+            })
+            .collect();
+        for rx in threads {
+            all.extend(
+                rx.recv_timeout(Duration::from_secs(120))
+                    .unwrap_or_else(|_| panic!("login attempts hang{}", p.ctx())),
+            );
+        }
+    };
+    round(&mut all, 1);
+    let (rss1, fds1) = (rss_kb(pid), fd_count(pid));
+    let t = Instant::now();
+    round(&mut all, ATTEMPTS / THREADS);
+    let loop_time = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss2, fds2) = (rss_kb(pid), fd_count(pid));
+
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, r) in &all {
+        let k = match r {
+            Ok(()) => "logged in and queried (?!)".to_string(),
+            Err(f) => f.kind(),
+        };
+        *kinds.entry(k).or_default() += 1;
+    }
+    let max = all.iter().map(|a| a.0).max().unwrap();
+    let min = all.iter().map(|a| a.0).min().unwrap();
+    s.report(&format!(
+        "{} login attempts against a black-holed server, {THREADS} at a time \
+         ({ATTEMPTS} of them in {}): each took {} to {}",
+        all.len(),
+        secs(loop_time),
+        secs(min),
+        secs(max)
+    ));
+    for (k, n) in &kinds {
+        s.report(&format!("  {n} x {k}"));
+    }
+    s.report(&format!(
+        "pooler RSS {rss1} kB after the first {THREADS} attempts, {rss2} kB after \
+         {ATTEMPTS} more ({:+} kB); fds {fds1} / {fds2}",
+        rss2 as i64 - rss1 as i64
+    ));
+
+    let ctx = p.ctx();
+    assert!(p.is_running() && p.pid() == pid, "the pooler died{ctx}");
+    for (took, r) in &all {
+        match r {
+            Err(Fail::Error(m)) => assert_eq!(
+                m.sqlstate().as_deref(),
+                Some("08006"),
+                "a login failed with {m}{ctx}"
+            ),
+            Err(f) => panic!("a login failed without an ErrorResponse: {f:?}{ctx}"),
+            Ok(()) => panic!("a login and query succeeded against a black hole{ctx}"),
+        }
+        assert!(
+            *took < Duration::from_secs(5),
+            "a login took {took:?} to fail (server_connect_timeout = 2s){ctx}"
+        );
+    }
+    assert!(
+        rss2 <= rss1 + 2048,
+        "RSS grew from {rss1} kB to {rss2} kB over {ATTEMPTS} failed logins{ctx}"
+    );
+    assert!(
+        fds2 <= fds1,
+        "descriptors grew from {fds1} to {fds2} over {ATTEMPTS} failed logins{ctx}"
+    );
+    assert!(panics_in(&p.log()).is_empty(), "the pooler panicked{ctx}");
+    // The black hole does not affect the pool of a working database.
+    let mut c = Conn::login(p.port, USER, "postgres", Some(PW), Duration::from_secs(10))
+        .unwrap_or_else(|f| panic!("a login to a working database: {f:?}{ctx}"));
+    assert_eq!(c.query("SELECT 1").unwrap().value().as_deref(), Some("1"));
+}

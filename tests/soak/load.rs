@@ -20,6 +20,151 @@ fn chunks<T>(mut items: Vec<T>, n: usize) -> Vec<Vec<T>> {
     out
 }
 
+const CLIENTS: usize = 10_000;
+const THREADS: usize = 8;
+const BATCH: usize = 250;
+
+/// Logs in `n` trust_user clients from THREADS threads and keeps them.
+fn log_in_all(port: u16, n: usize) -> Result<Vec<Conn>, String> {
+    let logins: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let mine = (i + 1) * n / THREADS - i * n / THREADS;
+            spawn(move || {
+                let mut conns = Vec::with_capacity(mine);
+                for _ in 0..mine {
+                    let timeout = Duration::from_secs(30);
+                    match Conn::login(port, TRUST_USER, "postgres", None, timeout) {
+                        Ok(c) => conns.push(c),
+                        Err(f) => return Err(format!("after {} logins: {f:?}", conns.len())),
+                    }
+                }
+                Ok(conns)
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for rx in logins {
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(Ok(v)) => conns.extend(v),
+            Ok(Err(e)) => return Err(format!("a login failed {e} ({} held)", conns.len())),
+            Err(_) => return Err("logins hang".to_string()),
+        }
+    }
+    Ok(conns)
+}
+
+/// Every client runs SELECT 1: each thread sends BATCH queries, then reads
+/// their replies, so thousands wait for the pool's servers at once. Returns
+/// the clients and the failures.
+fn select_all(conns: Vec<Conn>) -> Result<(Vec<Conn>, Vec<String>), String> {
+    let runs: Vec<_> = chunks(conns, THREADS)
+        .into_iter()
+        .map(|mut mine| {
+            spawn(move || {
+                let mut failures = Vec::new();
+                for batch in mine.chunks_mut(BATCH) {
+                    let sent: Vec<_> = batch
+                        .iter_mut()
+                        .map(|c| c.send(&msg::query("SELECT 1")))
+                        .collect();
+                    for (c, r) in batch.iter_mut().zip(sent) {
+                        match r.and_then(|()| c.until_ready()) {
+                            Ok(rep) if rep.value().as_deref() == Some("1") => {}
+                            Ok(rep) => failures.push(format!("reply {}", show_msgs(&rep.msgs))),
+                            Err(f) => failures.push(f.kind()),
+                        }
+                    }
+                }
+                (mine, failures)
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    let mut failures = Vec::new();
+    for rx in runs {
+        let (mine, f) = rx
+            .recv_timeout(Duration::from_secs(300))
+            .map_err(|_| "SELECT 1 hangs".to_string())?;
+        conns.extend(mine);
+        failures.extend(f);
+    }
+    Ok((conns, failures))
+}
+
+/// What one round of `ten_thousand_clients` measured.
+struct Round {
+    failures: Vec<String>,
+    fds_idle: usize,
+    fds_after: usize,
+    fds_back: bool,
+    servers: usize,
+    rss_after: u64,
+}
+
+/// CLIENTS clients log in, idle, run SELECT 1 and leave; the figures of
+/// each stage are reported.
+fn crowd_round(s: &Soak, p: &Pooler, round: usize, rss0: u64, fds0: usize) -> Round {
+    let pid = p.pid();
+    let t = Instant::now();
+    let conns =
+        log_in_all(p.port, CLIENTS).unwrap_or_else(|e| panic!("round {round}: {e}{}", p.ctx()));
+    let login_time = t.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss_idle, fds_idle) = (rss_kb(pid), fd_count(pid));
+    let per_client = (rss_idle as f64 - rss0 as f64) / CLIENTS as f64;
+    s.report(&format!(
+        "round {round}: {CLIENTS} clients logged in in {} ({:.0} logins/s); pooler RSS \
+         {rss0} kB before, {rss_idle} kB with them idle: {per_client:.2} kB per idle \
+         client; fds {fds0} before, {fds_idle} with them",
+        secs(login_time),
+        CLIENTS as f64 / login_time.as_secs_f64()
+    ));
+
+    let t = Instant::now();
+    let (conns, failures) =
+        select_all(conns).unwrap_or_else(|e| panic!("round {round}: {e}{}", p.ctx()));
+    let query_time = t.elapsed();
+    let (rss_busy, fds_busy) = (rss_kb(pid), fd_count(pid));
+    let servers = cluster().backends_of(TRUST_USER) as usize;
+    s.report(&format!(
+        "round {round}: {CLIENTS} x SELECT 1 in {} ({} failed); RSS {rss_busy} kB \
+         ({:.2} kB per client above the baseline), fds {fds_busy}, {servers} server \
+         connections",
+        secs(query_time),
+        failures.len(),
+        (rss_busy as f64 - rss0 as f64) / CLIENTS as f64
+    ));
+
+    // All leave (Terminate), and the pooler gives their descriptors back.
+    let t = Instant::now();
+    for c in conns {
+        c.terminate();
+    }
+    let servers = cluster().backends_of(TRUST_USER) as usize;
+    let fds_back = poll(Duration::from_secs(10), || {
+        (fd_count(pid) <= fds0 + servers).then_some(())
+    })
+    .is_some();
+    let back_after = t.elapsed();
+    let fds_after = fd_count(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_after = rss_kb(pid);
+    s.report(&format!(
+        "round {round}: all disconnected: fds {fds_after} {} after the last close \
+         (baseline {fds0} + {servers} pooled servers), RSS {rss_after} kB, peak {} kB",
+        secs(back_after),
+        hwm_kb(pid)
+    ));
+    Round {
+        failures,
+        fds_idle,
+        fds_after,
+        fds_back,
+        servers,
+        rss_after,
+    }
+}
+
 /// Ten thousand clients logged in at once (RLIMIT_NOFILE raised for the
 /// pooler), each running `SELECT 1` through a pool of 20; the pooler's
 /// memory per idle client, and its descriptors back to the baseline once
@@ -27,9 +172,7 @@ fn chunks<T>(mut items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 #[test]
 fn ten_thousand_clients() {
     let s = soak("ten_thousand_clients");
-    const CLIENTS: usize = 10_000;
-    const THREADS: usize = 8;
-    const BATCH: usize = 250;
+    const ROUNDS: usize = 2;
 
     let nofile = raise_nofile();
     let hard = nofile_of(std::process::id() as i32).1;
@@ -78,133 +221,42 @@ fn ten_thousand_clients() {
     std::thread::sleep(Duration::from_millis(500));
     let (rss0, fds0) = (rss_kb(pid), fd_count(pid));
 
-    // Log in CLIENTS clients from THREADS threads and keep them.
-    let t = Instant::now();
-    let port = p.port;
-    let logins: Vec<_> = (0..THREADS)
-        .map(|i| {
-            let n = (i + 1) * CLIENTS / THREADS - i * CLIENTS / THREADS;
-            spawn(move || {
-                let mut conns = Vec::with_capacity(n);
-                for _ in 0..n {
-                    match Conn::login(port, TRUST_USER, "postgres", None, Duration::from_secs(30)) {
-                        Ok(c) => conns.push(c),
-                        Err(f) => return Err((conns.len(), f)),
-                    }
-                }
-                Ok(conns)
-            })
-        })
-        .collect();
-    let mut conns = Vec::with_capacity(CLIENTS);
-    for rx in logins {
-        match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(Ok(v)) => conns.extend(v),
-            Ok(Err((done, f))) => panic!(
-                "a login failed after {} clients of its thread ({} held): {f:?}{}",
-                done,
-                conns.len(),
-                p.ctx()
-            ),
-            Err(_) => panic!("logins hang{}", p.ctx()),
-        }
+    let mut figures = Vec::new();
+    for round in 1..=ROUNDS {
+        figures.push(crowd_round(&s, &p, round, rss0, fds0));
     }
-    let login_time = t.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let (rss1, fds1) = (rss_kb(pid), fd_count(pid));
-    let per_client = (rss1 as f64 - rss0 as f64) / CLIENTS as f64;
-    s.report(&format!(
-        "{CLIENTS} clients logged in in {} ({:.0} logins/s)",
-        secs(login_time),
-        CLIENTS as f64 / login_time.as_secs_f64()
-    ));
-    s.report(&format!(
-        "pooler RSS {rss0} kB before, {rss1} kB with {CLIENTS} idle clients: \
-         {per_client:.2} kB per idle client; fds {fds0} before, {fds1} with them"
-    ));
-
-    // Every client runs SELECT 1: each thread sends BATCH queries, then
-    // reads their replies, so thousands wait for the 20 servers at once.
-    let t = Instant::now();
-    let runs: Vec<_> = chunks(conns, THREADS)
-        .into_iter()
-        .map(|mut mine| {
-            spawn(move || {
-                let mut failures = Vec::new();
-                for batch in mine.chunks_mut(BATCH) {
-                    let mut sent = Vec::with_capacity(batch.len());
-                    for c in batch.iter_mut() {
-                        sent.push(c.send(&msg::query("SELECT 1")));
-                    }
-                    for (c, r) in batch.iter_mut().zip(sent) {
-                        let r = r.and_then(|()| c.until_ready());
-                        match r {
-                            Ok(rep) if rep.value().as_deref() == Some("1") => {}
-                            Ok(rep) => {
-                                failures.push(format!("unexpected reply {}", show_msgs(&rep.msgs)))
-                            }
-                            Err(f) => failures.push(f.kind()),
-                        }
-                    }
-                }
-                (mine, failures)
-            })
-        })
-        .collect();
-    let mut conns = Vec::with_capacity(CLIENTS);
-    let mut failures = Vec::new();
-    for rx in runs {
-        let (mine, f) = rx
-            .recv_timeout(Duration::from_secs(300))
-            .unwrap_or_else(|_| panic!("SELECT 1 hangs{}", p.ctx()));
-        conns.extend(mine);
-        failures.extend(f);
-    }
-    let query_time = t.elapsed();
-    let (rss2, fds2) = (rss_kb(pid), fd_count(pid));
-    let servers = cluster().backends_of(TRUST_USER);
-    s.report(&format!(
-        "{CLIENTS} x SELECT 1 in {} ({} failed); RSS {rss2} kB, fds {fds2}, \
-         {servers} server connections",
-        secs(query_time),
-        failures.len()
-    ));
-
-    // All leave (Terminate), and the pooler gives their descriptors back.
-    let t = Instant::now();
-    for c in conns {
-        c.terminate();
-    }
-    let servers = cluster().backends_of(TRUST_USER) as usize;
-    let back = poll(Duration::from_secs(10), || {
-        (fd_count(pid) <= fds0 + servers).then_some(())
-    });
-    let fds3 = fd_count(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    let rss3 = rss_kb(pid);
-    s.report(&format!(
-        "after all disconnected: fds {fds3} ({} after the last close; baseline {fds0} + \
-         {servers} pooled servers), RSS {rss3} kB, peak RSS {} kB",
-        secs(t.elapsed()),
-        hwm_kb(pid)
-    ));
-
     let ctx = p.ctx();
     assert!(p.is_running(), "the pooler died{ctx}");
     assert!(panics_in(&p.log()).is_empty(), "the pooler panicked{ctx}");
-    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    for f in &failures {
-        *kinds.entry(f.as_str()).or_default() += 1;
+    for (round, f) in figures.iter().enumerate() {
+        let round = round + 1;
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &f.failures {
+            *kinds.entry(e.as_str()).or_default() += 1;
+        }
+        assert!(
+            f.failures.is_empty(),
+            "round {round}: SELECT 1 failures: {kinds:?}{ctx}"
+        );
+        assert!(
+            f.fds_idle >= fds0 + CLIENTS,
+            "round {round}: {CLIENTS} clients but only {} more fds{ctx}",
+            f.fds_idle - fds0
+        );
+        assert!(
+            f.fds_back,
+            "round {round}: fds did not come back to {fds0} + {} servers: {}{ctx}",
+            f.servers, f.fds_after
+        );
     }
-    assert!(failures.is_empty(), "SELECT 1 failures: {kinds:?}{ctx}");
+    // The second crowd reuses what the first left behind: a leak would
+    // grow the RSS again by about as much as the first crowd did.
+    let (first, last) = (&figures[0], &figures[ROUNDS - 1]);
     assert!(
-        fds1 >= fds0 + CLIENTS,
-        "{CLIENTS} clients but only {} more fds{ctx}",
-        fds1 - fds0
-    );
-    assert!(
-        back.is_some(),
-        "fds did not come back to {fds0} + {servers} servers: {fds3}{ctx}"
+        last.rss_after <= first.rss_after + 8 * 1024,
+        "RSS after round 1: {} kB, after round {ROUNDS}: {} kB{ctx}",
+        first.rss_after,
+        last.rss_after
     );
     let mut late = Conn::login(
         p.port,
