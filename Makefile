@@ -32,7 +32,7 @@ SHELL_SCRIPTS = .ci/run contrib/demo.sh contrib/bench.sh contrib/debian/mkdeb.sh
 		contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm
 MAN_PAGES     = man/pooler.1 man/pooler.conf.5
 
-.PHONY: all help build test demo bench install uninstall deb fmt lint lint-rust lint-sh lint-man clean
+.PHONY: all help build test soak demo bench install uninstall deb fmt lint lint-rust lint-sh lint-man clean
 
 all: build
 
@@ -41,6 +41,7 @@ help:
 	@echo "make test       unit and integration tests (needs PostgreSQL 15, psql, pgbench; .ci/run installs them)"
 	@echo "make demo       the pooler in front of a throwaway PostgreSQL on 127.0.0.1:6432"
 	@echo "make bench      pgbench: pooler vs PgBouncer vs PostgreSQL (ROUNDS=3 DURATION=10)"
+	@echo "make soak       slow reliability suite: PostgreSQL restarts, 10,000 clients, chaos (~2 min)"
 	@echo "make install    binary, man pages, systemd unit, docs under \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX)),"
 	@echo "                config as \$$(DESTDIR)$(CONFDIR)/pooler.conf if absent; BIN=file installs that binary"
 	@echo "make uninstall  remove what install put there, except the config"
@@ -54,6 +55,9 @@ build:
 
 test:
 	$(CARGO) test $(TEST_ARGS)
+
+soak:
+	$(CARGO) test --release --test soak -- --test-threads=1 --nocapture
 
 demo:
 	bash contrib/demo.sh

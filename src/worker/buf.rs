@@ -7,7 +7,9 @@ use std::io::{self, Read, Write};
 const CHUNK: usize = 16 * 1024;
 /// Buffers that grew past this (a huge message) are freed rather than kept in the list.
 const KEEP_MAX: usize = 256 * 1024;
-const FREE_LIST_MAX: usize = 4096;
+/// Enough spare buffers for a burst of busy connections; beyond it they go back to the
+/// allocator, so one burst of 10,000 waiting queries does not stay resident for good.
+const FREE_LIST_MAX: usize = 256;
 /// A message's length field is only a claim: room beyond this is made as its bytes
 /// arrive, so a client announcing a huge message and sending little costs little.
 const RESERVE_AHEAD_MAX: usize = 1024 * 1024;

@@ -21,8 +21,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 struct Keys {
     /// COMMIT answered `COMMIT` and ReadyForQuery idle.
     committed: Vec<i64>,
-    /// The INSERT was sent but the COMMIT was not confirmed.
+    /// The COMMIT was sent but not confirmed: either outcome is allowed.
     unknown: Vec<i64>,
+    /// The INSERT was sent but failed (error, cut connection), so the
+    /// client never sent COMMIT: these must not be in the table.
+    insert_failed: Vec<i64>,
     /// The client itself reset its connection after the INSERT, never
     /// sending COMMIT: these must not be in the table.
     abandoned: Vec<i64>,
@@ -125,7 +128,7 @@ fn client(
         if !step(&mut k, c, "INSERT", &insert, |r| {
             r.error().is_none() && r.tags() == ["INSERT 0 1"] && r.status() == b'T'
         }) {
-            k.unknown.push(key);
+            k.insert_failed.push(key);
             conn = None;
             continue;
         }
@@ -225,6 +228,7 @@ fn nothing_lost_or_duplicated() {
             .unwrap_or_else(|_| panic!("a client thread hangs{}", p.ctx()));
         all.committed.extend(k.committed);
         all.unknown.extend(k.unknown);
+        all.insert_failed.extend(k.insert_failed);
         all.abandoned.extend(k.abandoned);
         all.not_sent.extend(k.not_sent);
         for (e, n) in k.errors {
@@ -261,6 +265,12 @@ fn nothing_lost_or_duplicated() {
         .filter(|k| present.contains(k))
         .copied()
         .collect();
+    let insert_failed_present: Vec<i64> = all
+        .insert_failed
+        .iter()
+        .filter(|k| present.contains(k))
+        .copied()
+        .collect();
     let not_sent_present: Vec<i64> = all
         .not_sent
         .iter()
@@ -280,13 +290,16 @@ fn nothing_lost_or_duplicated() {
         all.logins
     ));
     s.report(&format!(
-        "keys: {} committed ({} of them missing from the table), {} unknown outcome \
-         ({unknown_present} present, {} absent), {} abandoned before COMMIT ({} present), \
-         {} never sent ({} present)",
+        "keys: {} committed ({} of them missing from the table); {} with an error at \
+         COMMIT, outcome unknown ({unknown_present} present, {} absent); {} with an \
+         error at INSERT, COMMIT never sent ({} present); {} abandoned by their client \
+         between INSERT and COMMIT ({} present); {} never sent, BEGIN failed ({} present)",
         committed.len(),
         lost.len(),
         unknown.len(),
         unknown.len() - unknown_present,
+        all.insert_failed.len(),
+        insert_failed_present.len(),
         all.abandoned.len(),
         abandoned_present.len(),
         all.not_sent.len(),
@@ -331,6 +344,11 @@ fn nothing_lost_or_duplicated() {
         abandoned_present.is_empty(),
         "keys whose client reset its connection before COMMIT were committed: \
          {abandoned_present:?}{ctx}"
+    );
+    assert!(
+        insert_failed_present.is_empty(),
+        "keys whose INSERT failed were committed without a COMMIT: \
+         {insert_failed_present:?}{ctx}"
     );
     assert!(
         not_sent_present.is_empty(),
