@@ -51,6 +51,10 @@ pub struct Waiter {
     pub client: ConnRef,
 }
 
+/// How long the head of a pool's queue may be passed over in favour of waiters on the
+/// worker that released a server; see [`Pool::pop_waiter_for`].
+pub const HANDOFF_PATIENCE: Duration = Duration::from_millis(5);
+
 /// A server connection with its session state; the part that moves between workers.
 pub struct ServerConn {
     pub id: u64,
@@ -148,7 +152,8 @@ pub struct PoolState {
     /// Open plus opening servers, wherever they are.
     pub total: u32,
     pub connecting: u32,
-    waiters: VecDeque<Waiter>,
+    /// In arrival order, with the time each started waiting.
+    waiters: VecDeque<(Waiter, Instant)>,
     pub server_lifetime: Duration,
     pub server_idle_timeout: Duration,
 }
@@ -249,11 +254,12 @@ impl Pool {
 
     pub fn checkout(&self, waiter: Waiter) -> Checkout {
         let mut st = self.lock();
-        st.last_used = Instant::now();
+        let now = Instant::now();
+        st.last_used = now;
         if let Some(s) = st.idle.pop() {
             return Checkout::Server(Box::new(s));
         }
-        st.waiters.push_back(waiter);
+        st.waiters.push_back((waiter, now));
         let launch = self.reserve_launch(&mut st);
         Checkout::Wait { launch }
     }
@@ -332,7 +338,7 @@ impl Pool {
         st.connecting = st.connecting.saturating_sub(1);
         self.forget_server(&mut st);
         if st.total == 0 {
-            st.waiters.drain(..).collect()
+            st.waiters.drain(..).map(|(w, _)| w).collect()
         } else {
             Vec::new()
         }
@@ -355,17 +361,31 @@ impl Pool {
             return Release::Close(server, launch);
         }
         server.last_used = now;
-        if let Some(w) = st.waiters.pop_front() {
+        if let Some(w) = st.waiters.pop_front().map(|(w, _)| w) {
             return Release::ToWaiter(w, server);
         }
         st.idle.push(*server);
         Release::Pooled
     }
 
-    /// Takes the first waiter if any (used before deregistering a server, so a local
-    /// hand-off costs no syscall).
-    pub fn pop_waiter(&self) -> Option<Waiter> {
-        self.lock().waiters.pop_front()
+    /// Takes the waiter a server released on `worker` should go to: the first one on
+    /// that worker, so the server stays where it is registered (a hand-off to another
+    /// worker costs two epoll_ctl calls, a channel message and a wake-up of that
+    /// thread), unless the queue's head has waited longer than [`HANDOFF_PATIENCE`]:
+    /// then the head, so no worker's clients starve.
+    pub fn pop_waiter_for(&self, worker: usize, now: Instant) -> Option<Waiter> {
+        let mut st = self.lock();
+        let (head, since) = *st.waiters.front()?;
+        let at = if head.worker == worker || now.saturating_duration_since(since) > HANDOFF_PATIENCE
+        {
+            0
+        } else {
+            st.waiters
+                .iter()
+                .position(|(w, _)| w.worker == worker)
+                .unwrap_or(0)
+        };
+        st.waiters.remove(at).map(|(w, _)| w)
     }
 
     /// Whether this server may go on serving (reload or lifetime may retire it).
@@ -387,7 +407,7 @@ impl Pool {
     pub fn remove_waiter(&self, waiter: Waiter) -> bool {
         let mut st = self.lock();
         let before = st.waiters.len();
-        st.waiters.retain(|w| *w != waiter);
+        st.waiters.retain(|(w, _)| *w != waiter);
         st.waiters.len() != before
     }
 
@@ -681,5 +701,77 @@ fn same_credential(a: &ServerCredential, b: &ServerCredential) -> bool {
         (ServerCredential::Md5Hash(x), ServerCredential::Md5Hash(y)) => x == y,
         (ServerCredential::ScramSecret(x), ServerCredential::ScramSecret(y)) => x == y,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PoolMode, PoolSettings};
+
+    fn pool() -> Arc<Pool> {
+        Registry::default().get_or_create(
+            PoolKey {
+                database: "db".into(),
+                user: "u".into(),
+            },
+            || PoolSpec {
+                origin: PoolOrigin::Config,
+                target: ServerTarget {
+                    addr: ServerAddr::Tcp(Vec::new()),
+                    host: "localhost".into(),
+                    dbname: "db".into(),
+                    user: "u".into(),
+                    credential: ServerCredential::Plain(String::new()),
+                },
+                settings: PoolSettings {
+                    pool_mode: PoolMode::Transaction,
+                    pool_size: 1,
+                    min_pool_size: 0,
+                    max_db_connections: 0,
+                    max_user_connections: 0,
+                    read_only: false,
+                },
+                server_lifetime: Duration::ZERO,
+                server_idle_timeout: Duration::ZERO,
+            },
+        )
+    }
+
+    fn waiter(worker: usize, index: usize) -> Waiter {
+        Waiter {
+            worker,
+            client: ConnRef {
+                index,
+                generation: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_released_server_prefers_a_waiter_on_its_worker_within_patience() {
+        let p = pool();
+        for (worker, index) in [(1, 0), (0, 1), (1, 2)] {
+            assert!(matches!(
+                p.checkout(waiter(worker, index)),
+                Checkout::Wait { .. }
+            ));
+        }
+        let now = Instant::now();
+        assert_eq!(p.pop_waiter_for(0, now), Some(waiter(0, 1)), "local first");
+        assert_eq!(
+            p.pop_waiter_for(0, now),
+            Some(waiter(1, 0)),
+            "none local: head"
+        );
+        let later = now + HANDOFF_PATIENCE * 2;
+        assert!(matches!(p.checkout(waiter(0, 3)), Checkout::Wait { .. }));
+        assert_eq!(
+            p.pop_waiter_for(0, later),
+            Some(waiter(1, 2)),
+            "a head waiting past the patience goes first"
+        );
+        assert_eq!(p.pop_waiter_for(0, later), Some(waiter(0, 3)));
+        assert_eq!(p.pop_waiter_for(0, later), None);
     }
 }

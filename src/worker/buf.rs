@@ -40,8 +40,12 @@ pub struct Buf {
 }
 
 pub enum ReadOutcome {
-    /// Bytes were read; more may be waiting.
-    Data,
+    /// Bytes were read. `short`: fewer than there was room for, so a plain socket had
+    /// nothing more at that moment; with edge-triggered readiness a later arrival brings
+    /// a new event, and the read that would only say WouldBlock can be skipped.
+    Data {
+        short: bool,
+    },
     WouldBlock,
     Eof,
 }
@@ -115,14 +119,17 @@ impl Buf {
         src: &mut impl Read,
     ) -> io::Result<ReadOutcome> {
         self.make_room(pool, 4096);
+        let room = self.data.len() - self.end;
         match src.read(&mut self.data[self.end..]) {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
                 self.end += n;
-                Ok(ReadOutcome::Data)
+                Ok(ReadOutcome::Data { short: n < room })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::Data),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                Ok(ReadOutcome::Data { short: false })
+            }
             Err(e) => Err(e),
         }
     }
@@ -171,7 +178,7 @@ mod tests {
         let mut src: &[u8] = b"abc";
         assert!(matches!(
             b.read_from(&mut pool, &mut src).unwrap(),
-            ReadOutcome::Data
+            ReadOutcome::Data { short: true }
         ));
         assert!(matches!(
             b.read_from(&mut pool, &mut src).unwrap(),

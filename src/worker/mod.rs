@@ -270,6 +270,8 @@ pub struct Client {
     inbuf: Buf,
     outbuf: Buf,
     readable: bool,
+    /// The peer shut its side: read on to the EOF instead of trusting a short read.
+    peer_closed: bool,
     /// Counted in `Shared::clients` (a real login attempt, not a cancel connection).
     counted: bool,
     over_limit: bool,
@@ -336,6 +338,8 @@ pub struct Server {
     inbuf: Buf,
     outbuf: Buf,
     readable: bool,
+    /// The peer shut its side: read on to the EOF instead of trusting a short read.
+    peer_closed: bool,
     writable: bool,
     client: Option<ConnRef>,
     tracker: Tracker,
@@ -400,6 +404,7 @@ impl Server {
             inbuf: Buf::default(),
             outbuf: Buf::default(),
             readable: connected,
+            peer_closed: false,
             writable: connected,
             client: None,
             tracker: Tracker::default(),
@@ -543,6 +548,9 @@ impl Worker {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
                         }
+                        if ev.is_read_closed() || ev.is_error() {
+                            c.peer_closed = true;
+                        }
                         if ev.is_writable() {
                             if c.state == ClientState::TlsHandshake {
                                 c.readable = true;
@@ -558,6 +566,9 @@ impl Worker {
                         };
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             s.readable = true;
+                        }
+                        if ev.is_read_closed() || ev.is_error() {
+                            s.peer_closed = true;
                         }
                         if ev.is_writable() {
                             s.writable = true;
@@ -621,6 +632,7 @@ impl Worker {
                 inbuf: Buf::default(),
                 outbuf: Buf::default(),
                 readable: false,
+                peer_closed: false,
                 counted: false,
                 over_limit: false,
                 database: String::new(),
@@ -865,7 +877,15 @@ impl Worker {
             let Some(c) = client_at!(self, cref) else {
                 return;
             };
-            if !c.readable || !Self::client_wants_input(c) {
+            if !Self::client_wants_input(c) {
+                return;
+            }
+            if !c.readable {
+                // Nothing new in the socket, but input held back by back-pressure (or
+                // behind a cancel) may be ready to move now.
+                if !c.inbuf.is_empty() && c.state != ClientState::TlsHandshake {
+                    self.process_client(cref);
+                }
                 return;
             }
             if let Some(sref) = c.server {
@@ -891,17 +911,32 @@ impl Worker {
             let before = c.inbuf.len();
             let outcome = c.inbuf.read_from(&mut self.bufs, &mut io);
             match outcome {
-                Ok(ReadOutcome::Data) => {
+                Ok(ReadOutcome::Data { short }) => {
                     c.last_activity = Instant::now();
                     if let Some(pool) = &c.pool {
                         let n = c.inbuf.len().saturating_sub(before) as u64;
                         pool.stats.received.fetch_add(n, Ordering::Relaxed);
                     }
+                    let drained = short && c.tls.is_none() && !c.peer_closed;
+                    if drained {
+                        c.readable = false;
+                    }
                     self.process_client(cref);
+                    if drained {
+                        if let Some(c) = client_at!(self, cref) {
+                            c.inbuf.release_if_empty(&mut self.bufs);
+                        }
+                        return;
+                    }
                 }
                 Ok(ReadOutcome::WouldBlock) => {
                     c.readable = false;
-                    c.inbuf.release_if_empty(&mut self.bufs);
+                    if !c.inbuf.is_empty() {
+                        self.process_client(cref);
+                    }
+                    if let Some(c) = client_at!(self, cref) {
+                        c.inbuf.release_if_empty(&mut self.bufs);
+                    }
                     return;
                 }
                 Ok(ReadOutcome::Eof) => {
@@ -1130,7 +1165,13 @@ impl Worker {
             let Some(s) = server_at!(self, sref) else {
                 return;
             };
-            if !s.readable || s.state == ServerState::Connecting {
+            if s.state == ServerState::Connecting {
+                return;
+            }
+            if !s.readable {
+                if !s.inbuf.is_empty() && s.state != ServerState::TlsHandshake {
+                    self.process_server(sref);
+                }
                 return;
             }
             if let Some(cref) = s.client {
@@ -1151,7 +1192,19 @@ impl Worker {
             }
             let mut io = s.conn.io();
             match s.inbuf.read_from(&mut self.bufs, &mut io) {
-                Ok(ReadOutcome::Data) => self.process_server(sref),
+                Ok(ReadOutcome::Data { short }) => {
+                    let drained = short && s.conn.tls.is_none() && !s.peer_closed;
+                    if drained {
+                        s.readable = false;
+                    }
+                    self.process_server(sref);
+                    if drained {
+                        if let Some(s) = server_at!(self, sref) {
+                            s.inbuf.release_if_empty(&mut self.bufs);
+                        }
+                        return;
+                    }
+                }
                 Ok(ReadOutcome::WouldBlock) => {
                     s.readable = false;
                     // Input held back by back-pressure still needs relaying.
@@ -1523,7 +1576,7 @@ impl Worker {
         }
         if pool.server_is_current(&s.conn, now) {
             // Local hand-off first: no syscalls, and the server stays registered here.
-            while let Some(w) = pool.pop_waiter() {
+            while let Some(w) = pool.pop_waiter_for(self.id, now) {
                 if w.worker == self.id {
                     let alive = client_at!(self, w.client).is_some_and(|c| {
                         matches!(c.state, ClientState::Waiting | ClientState::WaitingLogin)
