@@ -51,6 +51,9 @@ workload_labels=(
     "-S -M simple   -c 64 guarded"
     "-S -M extended -c 64 guarded"
     "-S -C          -c 16 guarded"
+    "-S -M prepared -c 64"
+    "-S -M simple   -c 1"
+    "-S -M simple -c 64 workers=1"
 )
 workload_flags=(
     "-S -M simple -c 16"
@@ -62,6 +65,9 @@ workload_flags=(
     "-S -M simple -c 64"
     "-S -M extended -c 64"
     "-S -C -M simple -c 16"
+    "-S -M prepared -c 64"
+    "-S -M simple -c 1"
+    "-S -M simple -c 64"
 )
 # The last workload logs in users that only PostgreSQL knows (auth_query, cached
 # after the first login, server_user pool): the pooler alone, beside the static-user
@@ -69,7 +75,12 @@ workload_flags=(
 # no such thing, so their cells read n/a.
 # The "guarded" rows run against a second pooler with every guardrail configured
 # (limits high enough never to act): their cost beside the unguarded rows above.
-workload_dbs=(bench bench bench bench bench bench_aq guarded guarded guarded)
+# "prepared" runs everywhere but in PgBouncer 1.18, which cannot keep prepared statements
+# in transaction mode. "workers1" is a third pooler with workers = 1, for the workers = 2
+# vs 1 line under the table. The -c 1 row gives the latency line.
+workload_dbs=(bench bench bench bench bench bench_aq guarded guarded guarded prepared bench workers1)
+# The workload whose runs the CPU line reports.
+cpu_workload=1
 aq_user=bench_aq_user
 
 say() { printf '%s\n' "$*"; }
@@ -175,12 +186,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pooler-bench.XXXXXX")
 is_root && chown postgres: "$tmp"
 pooler_pid=""
 guarded_pid=""
+workers1_pid=""
 pg_started=""
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in $pooler_pid $guarded_pid; do
+    for pid in $pooler_pid $guarded_pid $workers1_pid; do
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -346,9 +358,39 @@ trusted_addrs = ["10.255.255.0/24"]' \
     "$pooler_bin" -c "$tmp/guarded.conf" >"$tmp/guarded.log" 2>&1 &
     guarded_pid=$!
     wait_ready pooler "$guarded_port" "$guarded_pid" "$tmp/guarded.log"
+
+    pick_port
+    workers1_port=$port
+    sed -e "s/^listen_port = .*/listen_port = $workers1_port/" \
+        -e '/^log_level = /a\
+workers = 1' \
+        "$tmp/pooler.conf" >"$tmp/workers1.conf"
+    say "starting the one-worker pooler on 127.0.0.1:$workers1_port ..."
+    "$pooler_bin" -c "$tmp/workers1.conf" >"$tmp/workers1.log" 2>&1 &
+    workers1_pid=$!
+    wait_ready pooler "$workers1_port" "$workers1_pid" "$tmp/workers1.log"
 fi
 
 # ---------------------------------------------------------------- the runs
+pid_of() {
+    case "$1" in
+        pooler) echo "$pooler_pid" ;;
+        pgbouncer) cat "$tmp/pgbouncer.pid" 2>/dev/null || true ;;
+        direct) echo "" ;;
+    esac
+}
+
+# utime + stime of a process in clock ticks; 0 for none (direct: PostgreSQL's many
+# processes are not one pid).
+cpu_ticks() {
+    if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+        # The command name in field 2 may hold spaces: count from after its ')'.
+        sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+    else
+        echo 0
+    fi
+}
+
 port_of() {
     case "$1" in
         pooler) echo "$pooler_port" ;;
@@ -358,22 +400,31 @@ port_of() {
 }
 
 mkdir -p "$tmp/runs"
-: >"$tmp/results"   # lines: workload-index target tps failed-transactions exit-status
+: >"$tmp/results"   # lines: workload-index target tps failed exit-status latency-ms cpu-ticks transactions
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
         for target in $BENCH_TARGETS; do
-            db=${workload_dbs[$i]} user=$bench_user port=$(port_of "$target")
+            db=${workload_dbs[$i]} user=$bench_user port=$(port_of "$target") pid=$(pid_of "$target")
             case "$db" in
                 "$bench_db") ;;
+                prepared)
+                    [ "$target" != pgbouncer ] || continue
+                    db=$bench_db
+                    ;;
                 guarded)
                     [ "$target" = pooler ] || continue
-                    db=$bench_db port=$guarded_port
+                    db=$bench_db port=$guarded_port pid=$guarded_pid
+                    ;;
+                workers1)
+                    [ "$target" = pooler ] || continue
+                    db=$bench_db port=$workers1_port pid=$workers1_pid
                     ;;
                 *)
                     [ "$target" = pooler ] || continue
                     user=$aq_user
                     ;;
             esac
+            ticks0=$(cpu_ticks "$pid")
             log="$tmp/runs/r$round-w$i-$target.log"
             rc=0
             # shellcheck disable=SC2086 # the flags are words on purpose
@@ -384,6 +435,9 @@ for round in $(seq 1 "$ROUNDS"); do
             # that -C is meant to measure. Either way it is the one line starting "tps = ".
             tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | tail -n 1)
             failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+            ticks=$(( $(cpu_ticks "$pid") - ticks0 ))
+            latency=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | tail -n 1)
+            xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
             tps=${tps:-0}
             failed=${failed:-0}
             printf 'round %s/%s  %-28s %-10s %8.0f tps' "$round" "$ROUNDS" "${workload_labels[$i]}" "$target" "$tps"
@@ -393,7 +447,7 @@ for round in $(seq 1 "$ROUNDS"); do
             else
                 printf '\n'
             fi
-            echo "$i $target $tps $failed $rc" >>"$tmp/results"
+            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0}" >>"$tmp/results"
             if [ "$target" = pooler ] && ! kill -0 "$pooler_pid" 2>/dev/null; then
                 say "bench: the pooler exited during this run; the end of its log:" >&2
                 tail -n 30 "$tmp/pooler.log" | sed 's/^/  /' >&2
@@ -440,6 +494,38 @@ for i in "${!workload_flags[@]}"; do
         fi
     done
 done
+
+# Latency at one client (median of the runs' averages), CPU per 100,000 transactions of
+# the CPU workload's runs, and workers = 2 vs 1.
+median_of() { # workload-index target column
+    awk -v w="$1" -v t="$2" -v c="$3" '$1 == w && $2 == t && $5 == 0 { print $c }' "$tmp/results" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+cpu_per_100k() { # workload-index target -> seconds
+    awk -v w="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" '$1 == w && $2 == t && $5 == 0 { ticks += $7; n += $8 }
+        END { if (n > 0 && ticks > 0) printf "%.2f", ticks / hz / n * 100000 }' "$tmp/results"
+}
+latency_index=""
+workers1_index=""
+for i in "${!workload_labels[@]}"; do
+    case "${workload_labels[$i]}" in
+        *"-c 1") latency_index=$i ;;
+        *"workers=1") workers1_index=$i ;;
+    esac
+done
+say ""
+ld=$(median_of "$latency_index" direct 6)
+lp=$(median_of "$latency_index" pooler 6)
+lb=$(median_of "$latency_index" pgbouncer 6)
+added() { if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f ms", a - b }'; else echo n/a; fi; }
+say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$ld") ms; added by the pooler $(added "$lp" "$ld"), by PgBouncer $(added "$lb" "$ld")"
+cp=$(cpu_per_100k "$cpu_workload" pooler)
+cb=$(cpu_per_100k "$cpu_workload" pgbouncer)
+say "CPU per 100,000 transactions (${workload_labels[$cpu_workload]}, utime+stime): pooler $(cell "$cp") s, PgBouncer $(cell "$cb") s, pooler/PgBouncer $(ratio "$cp" "$cb")"
+w2=$(median "$cpu_workload" pooler)
+w1=$(median "$workers1_index" pooler)
+say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(ratio "$w2" "$w1")"
+say "-M prepared: PgBouncer 1.18 cannot keep prepared statements in transaction mode, so its cell is n/a"
 say ""
 if [ -n "$failure_notes" ]; then
     say "failures:"
