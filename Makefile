@@ -32,7 +32,7 @@ SHELL_SCRIPTS = .ci/run contrib/demo.sh contrib/bench.sh contrib/debian/mkdeb.sh
 		contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm
 MAN_PAGES     = man/pooler.1 man/pooler.conf.5
 
-.PHONY: all help build test soak demo bench install uninstall deb fmt lint lint-rust lint-sh lint-man clean
+.PHONY: all help build test soak fuzz demo bench install uninstall deb fmt lint lint-rust lint-sh lint-man clean
 
 all: build
 
@@ -42,6 +42,7 @@ help:
 	@echo "make demo       the pooler in front of a throwaway PostgreSQL on 127.0.0.1:6432"
 	@echo "make bench      pgbench: pooler vs PgBouncer vs PostgreSQL (ROUNDS=3 DURATION=10)"
 	@echo "make soak       slow reliability suite: PostgreSQL restarts, 10,000 clients, chaos (~2 min)"
+	@echo "make fuzz       every fuzz target FUZZ_SECONDS each, release build; findings in target/fuzz-crashes/"
 	@echo "make install    binary, man pages, systemd unit, docs under \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX)),"
 	@echo "                config as \$$(DESTDIR)$(CONFDIR)/pooler.conf if absent; BIN=file installs that binary"
 	@echo "make uninstall  remove what install put there, except the config"
@@ -58,6 +59,11 @@ test:
 
 soak:
 	$(CARGO) test --release --test soak -- --test-threads=1 --nocapture
+
+# The smoke run of the same targets is part of `make test`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --test fuzz -- --nocapture --test-threads=1
 
 demo:
 	bash contrib/demo.sh

@@ -448,12 +448,18 @@ pub fn parse_error_fields(body: &[u8]) -> ErrorFields {
     fields
 }
 
-/// Quotes a string as an SQL literal for the SET commands the pooler issues itself.
+/// Quotes a string as an SQL literal for the SET commands the pooler issues itself. As
+/// PostgreSQL's quote_literal does, a value with a backslash becomes an `E'...'` string
+/// with the backslashes doubled, so it reads the same whatever the server's
+/// standard_conforming_strings (a previous client may have turned it off).
 pub fn quote_literal(out: &mut String, value: &str) {
+    if value.contains('\\') {
+        out.push('E');
+    }
     out.push('\'');
     for ch in value.chars() {
-        if ch == '\'' {
-            out.push('\'');
+        if ch == '\'' || ch == '\\' {
+            out.push(ch);
         }
         out.push(ch);
     }
@@ -555,6 +561,10 @@ mod tests {
         let mut s = String::new();
         quote_literal(&mut s, "it's");
         assert_eq!(s, "'it''s'");
+        s.clear();
+        // Read the same with standard_conforming_strings on or off.
+        quote_literal(&mut s, r"a\'; DROP TABLE t; --");
+        assert_eq!(s, r"E'a\\''; DROP TABLE t; --'");
         s.clear();
         quote_ident(&mut s, "a\"b");
         assert_eq!(s, "\"a\"\"b\"");

@@ -4,8 +4,9 @@
 //! Each entry point takes the fuzzer's input and returns `Ok(features)`, a set of
 //! hashed facts about what the input made the relay do (the fuzzer keeps inputs that
 //! show a new one, a cheap stand-in for coverage feedback), or `Err(why)` when an
-//! invariant the relay must keep was broken (a message boundary lost in one of the byte streams it writes). A panic
-//! is a crash. Input layouts:
+//! invariant the relay must keep was broken: the byte streams it writes must stay
+//! sequences of whole messages, each one the peer's or one the pooler writes itself.
+//! A panic is a crash. Input layouts:
 //!
 //! * [`relay_client_bytes`]: `ctl` byte, then client bytes.
 //! * [`relay_server_bytes`]: `scenario` byte, `ctl` byte, then server bytes.
@@ -62,6 +63,16 @@ impl Features {
 
     pub fn bits(&self) -> &[u64; FEATURE_WORDS] {
         &self.bits
+    }
+}
+
+/// A message tag as a feature: the protocol's tags as they are, anything else as `?`,
+/// so that random bytes do not each count as something new.
+pub fn tag_class(tag: u8) -> u8 {
+    if b"QPBDECSHXFdcfp123AGHIKNRSTVWZnstv".contains(&tag) {
+        tag
+    } else {
+        b'?'
     }
 }
 
@@ -396,8 +407,8 @@ fn check_to_server(to_server: &[u8], client_stream: &[u8], f: &mut Features) -> 
     let known: HashSet<&[u8]> = from_client.into_iter().collect();
     let mut prev = 0u8;
     for m in sent {
-        f.add(("to_server", prev, m[0]));
-        prev = m[0];
+        f.add(("to_server", prev, tag_class(m[0])));
+        prev = tag_class(m[0]);
         // Messages the relay writes itself: renamed Parse/Bind/Describe/Close,
         // stand-in Query/Parse, eviction Close.
         if !known.contains(m) && !matches!(m[0], b'P' | b'B' | b'D' | b'C' | b'Q') {
@@ -422,17 +433,9 @@ fn check_to_client(to_client: &[u8], server_stream: &[u8], f: &mut Features) -> 
     let mut repaired = to_client.to_vec();
     let mut bad_at = at;
     for _ in 0..64 {
-        let extent = match parse_header(&repaired[bad_at..]) {
-            Ok(Some((_, len))) => (bad_at + len + 5).min(repaired.len()),
-            _ => repaired.len(),
-        };
-        let inside = repaired[bad_at + 1..extent]
-            .windows(5)
-            .position(|w| matches!(w, [b'1' | b'3', 0, 0, 0, 4]));
-        let Some(p) = inside else {
+        if !repair_frame(&mut repaired, bad_at, &known) {
             return Err(problem);
-        };
-        repaired.drain(bad_at + 1 + p..bad_at + 1 + p + 5);
+        }
         match first_bad_frame(&repaired, &known, None) {
             None => {
                 return Err(format!(
@@ -443,6 +446,66 @@ fn check_to_client(to_client: &[u8], server_stream: &[u8], f: &mut Features) -> 
         }
     }
     Err(problem)
+}
+
+/// Whether `m` is a message the pooler writes to clients itself.
+fn pooler_own(m: &[u8]) -> bool {
+    match m[0] {
+        b'1' | b'3' => m.len() == 5,
+        b'E' => {
+            let code = protocol::parse_error_fields(&m[5..]).code;
+            matches!(code.as_str(), "42501" | "54000" | "57014")
+        }
+        _ => false,
+    }
+}
+
+/// Takes out of `stream` up to three ParseComplete/CloseComplete messages found inside
+/// the message at `at`, if that makes it a message of `known`; whether it did.
+fn repair_frame(stream: &mut Vec<u8>, at: usize, known: &HashSet<&[u8]>) -> bool {
+    let extent = match parse_header(&stream[at..]) {
+        Ok(Some((_, len))) => (at + len + 15).min(stream.len()),
+        _ => stream.len(),
+    };
+    let candidates: Vec<usize> = (at + 1..extent.saturating_sub(4))
+        .filter(|&p| matches!(stream[p..p + 5], [b'1' | b'3', 0, 0, 0, 4]))
+        .take(12)
+        .collect();
+    let n = candidates.len();
+    let mut subsets: Vec<Vec<usize>> = Vec::new();
+    for i in 0..n {
+        subsets.push(vec![candidates[i]]);
+        for j in i + 1..n {
+            subsets.push(vec![candidates[i], candidates[j]]);
+            for k in j + 1..n {
+                subsets.push(vec![candidates[i], candidates[j], candidates[k]]);
+            }
+        }
+    }
+    subsets.sort_by_key(Vec::len);
+    for subset in subsets {
+        if subset.windows(2).any(|w| w[1] < w[0] + 5) {
+            continue;
+        }
+        let mut candidate = stream.clone();
+        for &p in subset.iter().rev() {
+            candidate.drain(p..p + 5);
+        }
+        let good = match parse_header(&candidate[at..]) {
+            Ok(Some((_, len))) if at + len <= candidate.len() => {
+                let m = &candidate[at..at + len];
+                known.contains(m) || pooler_own(m)
+            }
+            // The start of a message whose rest never came.
+            Ok(Some(_)) => true,
+            _ => false,
+        };
+        if good {
+            *stream = candidate;
+            return true;
+        }
+    }
+    false
 }
 
 /// Offset and description of the first message of `stream` that is neither one of
@@ -468,18 +531,10 @@ fn first_bad_frame(
         };
         let m = &rest[..len];
         if let Some(f) = f.as_deref_mut() {
-            f.add(("to_client", prev, m[0]));
+            f.add(("to_client", prev, tag_class(m[0])));
         }
-        prev = m[0];
-        let own = match m[0] {
-            b'1' | b'3' => m.len() == 5,
-            b'E' => {
-                let code = protocol::parse_error_fields(&m[5..]).code;
-                matches!(code.as_str(), "42501" | "54000" | "57014")
-            }
-            _ => false,
-        };
-        if !own && !known.contains(m) {
+        prev = tag_class(m[0]);
+        if !pooler_own(m) && !known.contains(m) {
             return Some((
                 at,
                 format!(
@@ -502,7 +557,11 @@ pub fn decode_frontend(data: &[u8], f: &mut Features) {
             Ok(Some((tag, len))) => {
                 let body = &rest[5..len.min(rest.len())];
                 let r = decode_body(tag, body);
-                f.add(("decode", tag, r.map_err(|e| error_kind(&e))));
+                f.add((
+                    "decode",
+                    tag_class(tag),
+                    r.map(bucket).map_err(|e| error_kind(&e)),
+                ));
                 count += 1;
                 if len > rest.len() {
                     break;

@@ -352,7 +352,11 @@ pub fn client_to_server(
                 let result = statement_message(tag, &msg, c, s, ctx);
                 *ctx.message = msg;
                 result?;
-                emit_synthetic(s.tracker, c.outbuf, ctx);
+                // Mid-way through a server message to the client, the answer waits for
+                // its end: server_to_client emits it at the next message boundary.
+                if !(*s.fwd_remaining > 0 && *s.fwd_to_client) {
+                    emit_synthetic(s.tracker, c.outbuf, ctx);
+                }
             }
             _ => {
                 if let Some(p) = track_tag(tag) {
@@ -698,7 +702,10 @@ pub fn server_to_client(
     let mut ev = ServerEvents::default();
     loop {
         if let Some(cl) = c.as_deref_mut() {
-            emit_synthetic(s.tracker, cl.outbuf, ctx);
+            // Only between messages: inside a partly forwarded one it would corrupt it.
+            if !(*s.fwd_remaining > 0 && *s.fwd_to_client) {
+                emit_synthetic(s.tracker, cl.outbuf, ctx);
+            }
             if cl.outbuf.len() > HIGH_WATER {
                 return Ok(ev);
             }

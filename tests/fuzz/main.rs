@@ -425,73 +425,79 @@ fn dict_of(words: &[&str]) -> Vec<Vec<u8>> {
 
 fn target(name: &str) -> Target {
     let binary = || targets::PROTOCOL_DICT.iter().map(|w| w.to_vec()).collect();
-    let (run, seeds, text, dict, smoke): (fn(&[u8]) -> Outcome, fn() -> Vec<Vec<u8>>, _, _, _) =
-        match name {
-            "startup" => (
-                targets::startup,
-                targets::startup_seeds,
-                false,
-                binary(),
-                40_000,
-            ),
-            "frontend" => (
-                targets::frontend,
-                targets::frontend_seeds,
-                false,
-                binary(),
-                8_000,
-            ),
-            "backend" => (
-                targets::backend,
-                targets::backend_seeds,
-                false,
-                binary(),
-                5_000,
-            ),
-            "session" => (
-                targets::session,
-                targets::session_seeds,
-                false,
-                binary(),
-                8_000,
-            ),
-            "scram" => (
-                targets::scram,
-                targets::scram_seeds,
-                true,
-                dict_of(targets::SCRAM_DICT),
-                50_000,
-            ),
-            "config" => (
-                targets::config,
-                targets::config_seeds,
-                true,
-                dict_of(targets::CONFIG_DICT),
-                2_000,
-            ),
-            "hba" => (
-                targets::hba,
-                targets::hba_seeds,
-                true,
-                dict_of(targets::HBA_DICT),
-                30_000,
-            ),
-            "admin" => (
-                targets::admin,
-                targets::admin_seeds,
-                true,
-                dict_of(targets::SQL_DICT),
-                40_000,
-            ),
-            "statements" => (
-                targets::statements,
-                targets::statement_seeds,
-                true,
-                dict_of(targets::SQL_DICT),
-                12_000,
-            ),
-            other => panic!("no target {other}"),
-        };
+    type Spec = (
+        fn(&[u8]) -> Outcome,
+        fn() -> Vec<Vec<u8>>,
+        bool,
+        Vec<Vec<u8>>,
+        usize,
+    );
+    let (run, seeds, text, dict, smoke): Spec = match name {
+        "startup" => (
+            targets::startup,
+            targets::startup_seeds,
+            false,
+            binary(),
+            40_000,
+        ),
+        "frontend" => (
+            targets::frontend,
+            targets::frontend_seeds,
+            false,
+            binary(),
+            6_000,
+        ),
+        "backend" => (
+            targets::backend,
+            targets::backend_seeds,
+            false,
+            binary(),
+            2_000,
+        ),
+        "session" => (
+            targets::session,
+            targets::session_seeds,
+            false,
+            binary(),
+            6_000,
+        ),
+        "scram" => (
+            targets::scram,
+            targets::scram_seeds,
+            true,
+            dict_of(targets::SCRAM_DICT),
+            50_000,
+        ),
+        "config" => (
+            targets::config,
+            targets::config_seeds,
+            true,
+            dict_of(targets::CONFIG_DICT),
+            2_000,
+        ),
+        "hba" => (
+            targets::hba,
+            targets::hba_seeds,
+            true,
+            dict_of(targets::HBA_DICT),
+            30_000,
+        ),
+        "admin" => (
+            targets::admin,
+            targets::admin_seeds,
+            true,
+            dict_of(targets::SQL_DICT),
+            40_000,
+        ),
+        "statements" => (
+            targets::statements,
+            targets::statement_seeds,
+            true,
+            dict_of(targets::SQL_DICT),
+            12_000,
+        ),
+        other => panic!("no target {other}"),
+    };
     Target {
         name: leak(name),
         run,
@@ -554,7 +560,7 @@ struct Finding {
 }
 
 enum Run {
-    Ok(Features),
+    Ok(Box<Features>),
     Bad(Finding),
     /// A broken invariant already reported (see [`KNOWN_PROPERTIES`]).
     Known(Finding),
@@ -562,7 +568,7 @@ enum Run {
 
 /// Invariant messages of issues already reported: counted and one input saved, but they
 /// do not fail the run (unless `FUZZ_NO_SKIP=1`).
-const KNOWN_PROPERTIES: &[&str] = &[pooler::worker::fuzz::INSERTED_MID_MESSAGE];
+const KNOWN_PROPERTIES: &[&str] = &[];
 
 /// What the watchdog watches: the input running now and since when.
 #[derive(Default)]
@@ -629,7 +635,7 @@ impl Runner {
                 message: format!("a single allocation of {peak} bytes"),
                 input: input.to_vec(),
             }),
-            Ok(Ok(sig)) => Run::Ok(sig),
+            Ok(Ok(features)) => Run::Ok(Box::new(features)),
         }
     }
 
@@ -755,13 +761,15 @@ fn fuzz(name: &str) {
         let dir = fuzz_dir().join("corpus").join(name);
         std::fs::create_dir_all(&dir).expect("corpus dir");
         for (i, s) in seeds.iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i:02}.bin")), s).expect("write seed");
+            let ext = if target.text { "txt" } else { "bin" };
+            std::fs::write(dir.join(format!("seed-{i:02}.{ext}")), s).expect("write seed");
         }
     }
     let files = read_dir_files(&fuzz_dir().join("corpus").join(name));
     if !files.is_empty() {
         seeds = files.into_iter().map(|(_, b)| b).collect();
     }
+    seeds.extend(targets::live_seeds(name));
     let mut dict = target.dict.clone();
     if target.text {
         harvest(&seeds, &mut dict);
@@ -814,15 +822,23 @@ fn fuzz(name: &str) {
 
     let regressions = read_dir_files(&fuzz_dir().join("regressions").join(name));
     for (path, input) in &regressions {
-        if let Run::Bad(f) = runner.run(input) {
-            println!(
-                "fuzz {name}: regression {} fails: {:?} at {}: {}",
+        match runner.run(input) {
+            Run::Ok(_) => {}
+            Run::Known(f) => println!(
+                "fuzz {name}: regression {} still hits a known issue: {}",
                 path.display(),
-                f.kind,
-                f.location,
                 f.message
-            );
-            findings.push(f);
+            ),
+            Run::Bad(f) => {
+                println!(
+                    "fuzz {name}: regression {} fails: {:?} at {}: {}",
+                    path.display(),
+                    f.kind,
+                    f.location,
+                    f.message
+                );
+                findings.push(f);
+            }
         }
     }
 

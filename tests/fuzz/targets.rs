@@ -26,14 +26,21 @@ fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
 }
 
 /// An error message without the parts copied from the input, so that the same error
-/// with other input counts as one outcome: of each `: `-separated part, the text before
-/// the first quote, parenthesis or `=` (input is not quoted in every message), if that
-/// is more than one word; numbers folded.
-fn shape(message: &str) -> String {
+/// with other input counts as one outcome: only the text before the first quote (input
+/// is quoted in most messages, and quotes inside it are not escaped); of its
+/// `: `-separated parts, the first and, with `later` (for messages that quote another
+/// parser's, like the config loader's TOML errors), any later one that is plain
+/// lower-case words, each cut at `(`, `=`, `/` or `:`; numbers folded; and the command
+/// of a usage line.
+fn shape(message: &str, later: bool) -> String {
+    let unquoted = message.split(['"', '\'', '`']).next().unwrap_or("");
     let mut out = String::new();
-    for part in message.split(": ").take(3) {
-        let head = part.split(['"', '\'', '`', '(', '=']).next().unwrap_or("");
-        if head.split_whitespace().count() < 2 {
+    for (i, part) in unquoted.split(": ").take(3).enumerate() {
+        let head = part.split(['(', '=', '/', ':']).next().unwrap_or("");
+        let wordy = head
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || " ,;".contains(c));
+        if i > 0 && (!later || head.split_whitespace().count() < 2 || !wordy) {
             continue;
         }
         out.push('|');
@@ -47,16 +54,31 @@ fn shape(message: &str) -> String {
             }
         }
     }
+    if let Some(at) = message.rfind("; usage: ") {
+        out.push_str(" usage ");
+        out.extend(
+            message[at + 9..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_'),
+        );
+    }
     out
 }
 
-/// A config key path with the names of databases and users folded.
+/// A config key path with names of databases and users (which may hold dots), unknown
+/// sections and unknown keys folded.
 fn key_shape(key: &str) -> String {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    if parts.len() > 2 && matches!(parts[0], "databases" | "users") {
-        parts[1] = "*";
+    let parts: Vec<&str> = key.split('.').collect();
+    let known = |k: &str| pooler::config::SETTINGS.iter().any(|s| s.name == k);
+    let last = parts.last().copied().filter(|k| known(k)).unwrap_or("?");
+    match parts[0] {
+        "databases" | "users" if parts.len() > 2 => format!("{}.*.{last}", parts[0]),
+        _ if parts.len() == 1 => last.to_string(),
+        "pooler" | "tls" | "metrics" | "auth_query" if parts.len() == 2 => {
+            format!("{}.{last}", parts[0])
+        }
+        _ => format!("?.{last}"),
     }
-    parts.join(".")
 }
 
 // ---- startup ----
@@ -282,7 +304,7 @@ pub fn config(data: &[u8]) -> Outcome {
             "err",
             e.key.as_deref().map(key_shape),
             e.line.is_some(),
-            shape(&e.message),
+            shape(&e.message, true),
         )),
     }
     Ok(f)
@@ -324,7 +346,7 @@ pub fn hba(data: &[u8]) -> Outcome {
                 }
             }
         }
-        Err(e) => f.add(("err", shape(&e.message))),
+        Err(e) => f.add(("err", shape(&e.message, false))),
     }
     Ok(f)
 }
@@ -354,12 +376,12 @@ pub fn admin(data: &[u8]) -> Outcome {
                 if let AdminCommand::Set { key, value } = cmd {
                     match admin::resolve_set(key, value) {
                         Ok((setting, _)) => f.add(("set ok", setting.name)),
-                        Err(e) => f.add(("set err", e.code, shape(&e.message))),
+                        Err(e) => f.add(("set err", e.code, shape(&e.message, false))),
                     }
                 }
             }
         }
-        Err(e) => f.add(("err", e.code, shape(&e.message))),
+        Err(e) => f.add(("err", e.code, shape(&e.message, false))),
     }
     Ok(f)
 }
@@ -873,13 +895,17 @@ pub fn scram_seeds() -> Vec<Vec<u8>> {
     out
 }
 
-pub fn config_seeds() -> Vec<Vec<u8>> {
+/// Seeds read from the repository at run time, so they follow it: the sample config.
+pub fn live_seeds(target: &str) -> Vec<Vec<u8>> {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("pooler.conf.sample");
-    let mut out = Vec::new();
-    if let Ok(text) = std::fs::read(sample) {
-        out.push(text);
+    match (target, std::fs::read(sample)) {
+        ("config", Ok(text)) => vec![text],
+        _ => Vec::new(),
     }
-    out.push(
+}
+
+pub fn config_seeds() -> Vec<Vec<u8>> {
+    vec![
         br#"[pooler]
 listen_port = 6432
 auth_type = "md5"
@@ -900,10 +926,9 @@ password = "secret"
 pool_mode = "transaction"
 "#
         .to_vec(),
-    );
-    out.push(b"[pooler]\nworkers = 2\n[tls]\nclient_tls_mode = \"disable\"\n[metrics]\nlisten_addr = \"\"\n".to_vec());
-    out.push(b"[databases.\"x y\"]\ndbname = 'z'\n[auth_query]\nquery = \"SELECT 1\"\n".to_vec());
-    out
+        b"[pooler]\nworkers = 2\n[tls]\nclient_tls_mode = \"disable\"\n[metrics]\nlisten_addr = \"\"\n".to_vec(),
+        b"[databases.\"x y\"]\ndbname = 'z'\n[auth_query]\nquery = \"SELECT 1\"\n".to_vec(),
+    ]
 }
 
 pub fn hba_seeds() -> Vec<Vec<u8>> {
