@@ -21,38 +21,42 @@ pub fn is_reported(lower_name: &str) -> bool {
     REPORTED.contains(&lower_name)
 }
 
-/// A small ordered set of (lower-case name, value). Lists are short (under 20 entries), so a
-/// Vec with linear search beats a map and keeps the order stable for SET generation.
+/// A small set of (lower-case name, value), kept sorted by name: lists are short (under
+/// 20 entries), so a Vec with binary search beats a map, and two sets with the same
+/// contents are equal as slices, which is the common case when a server changes hands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParamSet {
     entries: Vec<(String, String)>,
 }
 
 impl ParamSet {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(name))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.position(name).ok().map(|i| self.entries[i].1.as_str())
     }
 
     /// Sets a value; returns whether it changed.
     pub fn set(&mut self, name: &str, value: &str) -> bool {
-        match self.entries.iter_mut().find(|(k, _)| k == name) {
-            Some((_, v)) if v == value => false,
-            Some((_, v)) => {
-                value.clone_into(v);
+        match self.position(name) {
+            Ok(i) if self.entries[i].1 == value => false,
+            Ok(i) => {
+                value.clone_into(&mut self.entries[i].1);
                 true
             }
-            None => {
-                self.entries.push((name.to_owned(), value.to_owned()));
+            Err(i) => {
+                self.entries.insert(i, (name.to_owned(), value.to_owned()));
                 true
             }
         }
     }
 
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(k, _)| k != name);
+        if let Ok(i) = self.position(name) {
+            self.entries.remove(i);
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -68,6 +72,11 @@ impl ParamSet {
 /// when they already match. Settings the server has from an earlier client's startup but
 /// this client never asked for are RESET, so nothing leaks between clients.
 pub fn sync_sql(wanted: &ParamSet, server: &ParamSet) -> Option<String> {
+    // On every link in transaction mode: the usual answer, nothing to do, costs one
+    // slice comparison.
+    if wanted == server {
+        return None;
+    }
     let mut sql = String::new();
     for (name, value) in wanted.iter() {
         if server.get(name) != Some(value) {
@@ -215,7 +224,7 @@ mod tests {
         let sql = sync_sql(&wanted, &server).unwrap();
         assert_eq!(
             sql,
-            "SET \"timezone\" = 'UTC';SET \"extra_float_digits\" = '3';RESET \"search_path\";"
+            "SET \"extra_float_digits\" = '3';SET \"timezone\" = 'UTC';RESET \"search_path\";"
         );
         apply_sync(&wanted, &mut server);
         assert_eq!(sync_sql(&wanted, &server), None);

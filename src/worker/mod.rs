@@ -403,7 +403,10 @@ impl Server {
             state,
             inbuf: Buf::default(),
             outbuf: Buf::default(),
-            readable: connected,
+            // Registering an edge-triggered socket that already holds data reports it at
+            // once, so a server taken from the pool starts not-readable: no read that
+            // would only say WouldBlock.
+            readable: false,
             peer_closed: false,
             writable: connected,
             client: None,
