@@ -1,14 +1,20 @@
 //! A worker: one thread, one mio reactor, a slab of clients and a slab of servers.
 //!
 //! Sockets are registered once for read and write, edge-triggered; what the kernel said
-//! is kept in `readable` flags and cleared only on WouldBlock, and each socket gets a
-//! bounded number of reads per turn so one busy client cannot starve the rest (the rest
-//! of its input is picked up from `deferred` on the next turn).
+//! is kept in `readable` flags, cleared on WouldBlock or on a short read of a plain
+//! socket (the buffer had room for more, so the socket was empty; a later arrival
+//! raises a new edge, and a peer's shutdown is read through to the EOF). That saves the
+//! read that would only say WouldBlock: about one syscall in eight per transaction.
+//! Each socket gets a bounded number of reads per turn so one busy client cannot starve
+//! the rest (the rest of its input is picked up from `deferred` on the next turn).
 //!
 //! Clients stay on the worker that accepted them. A server belongs to one worker while it
 //! is linked or logging in; idle servers live unregistered in the global pool (see
-//! `pool`), and a released server travels to a waiter on another worker through that
-//! worker's inbox. Links are `ConnRef`s (slab index + generation), never pointers.
+//! `pool`). A released server goes to the first waiter on its own worker, and to the
+//! queue's head on another worker (through that worker's inbox: two epoll_ctl calls, a
+//! channel message, a wake-up) only when the head has waited more than
+//! `pool::HANDOFF_PATIENCE`. Links are `ConnRef`s (slab index + generation), never
+//! pointers.
 
 /// The client behind a ConnRef, borrowing only the client slab (so the worker's other
 /// fields stay usable alongside it).
