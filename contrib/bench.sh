@@ -14,6 +14,7 @@
 #   BENCH_SKIP_PGBOUNCER=1  do not install or run PgBouncer (its columns read n/a)
 #   BENCH_POOLER_BIN=path   a pooler binary other than target/release/pooler (skips cargo build)
 #   BENCH_KEEP=1          keep the temp dir (logs of every run) instead of removing it
+#   IDLE_CLIENTS=10000    idle logged-in clients for the memory line (0 = skip it)
 #   PG_BINDIR=/usr/lib/postgresql/15/bin   where initdb and pg_ctl live
 set -euo pipefail
 
@@ -21,6 +22,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 SCALE=${SCALE:-10}
 POOL_SIZE=${POOL_SIZE:-20}
+IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
 BENCH_TARGETS=${BENCH_TARGETS:-pooler pgbouncer direct}
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
@@ -137,6 +139,14 @@ for tool in initdb pg_ctl psql pgbench; do
 done
 if is_root; then
     id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run PostgreSQL and PgBouncer"
+fi
+
+# The memory line holds IDLE_CLIENTS connections open at once; the poolers and the
+# client holding them inherit this limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$IDLE_CLIENTS" -gt 0 ] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CLIENTS + 500)) ]; then
+    say "bench: open file limit $(ulimit -n) is too low for IDLE_CLIENTS=$IDLE_CLIENTS; skipping the memory line"
+    IDLE_CLIENTS=0
 fi
 
 # ---------------------------------------------------------------- PgBouncer
@@ -286,7 +296,7 @@ auth_type = md5
 auth_file = $tmp/userlist.txt
 pool_mode = transaction
 default_pool_size = $POOL_SIZE
-max_client_conn = 1000
+max_client_conn = $((IDLE_CLIENTS + 1000))
 logfile = $tmp/pgbouncer.log
 pidfile = $tmp/pgbouncer.pid
 log_connections = 0
@@ -294,7 +304,9 @@ log_disconnections = 0
 EOF
     chmod 644 "$tmp/userlist.txt" "$tmp/pgbouncer.ini"
     say "starting PgBouncer on 127.0.0.1:$pgbouncer_port ..."
-    as_pg "$pgbouncer_bin" -d -q "$tmp/pgbouncer.ini" >"$tmp/pgbouncer.out" 2>&1 ||
+    # runuser's PAM session resets the open file limit; give PgBouncer ours back.
+    as_pg sh -c 'ulimit -n "$1" 2>/dev/null; shift; exec "$@"' sh "$(ulimit -n)" \
+        "$pgbouncer_bin" -d -q "$tmp/pgbouncer.ini" >"$tmp/pgbouncer.out" 2>&1 ||
         { cat "$tmp/pgbouncer.out" "$tmp/pgbouncer.log" >&2 2>/dev/null || true; die "pgbouncer failed to start"; }
     wait_ready pgbouncer "$pgbouncer_port" "" "$tmp/pgbouncer.log"
 fi
@@ -312,7 +324,7 @@ unix_socket_dir = ""
 auth_type = "md5"
 pool_mode = "transaction"
 default_pool_size = $POOL_SIZE
-max_client_conn = 1000
+max_client_conn = $((IDLE_CLIENTS + 1000))
 log_level = "warn"
 
 [databases.$bench_db]
@@ -458,6 +470,35 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# ---------------------------------------------------------------- idle memory
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+idle_memory() { # target pid port -> "baseline-kB with-clients-kB logged-in"
+    local fifo="$tmp/idle.fifo" out="$tmp/idle-$1.out" before after n
+    before=$(rss_kb "$2")
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    python3 "$repo_root/contrib/bench_idle.py" 127.0.0.1 "$3" "$bench_user" "$bench_password" "$bench_db" "$IDLE_CLIENTS" <"$fifo" >"$out" 2>"$tmp/idle-$1.err" &
+    local holder=$!
+    exec 3>"$fifo"
+    for _ in $(seq 1 600); do
+        grep -q '^ready' "$out" 2>/dev/null && break
+        kill -0 "$holder" 2>/dev/null || break
+        sleep 0.2
+    done
+    sleep 1
+    after=$(rss_kb "$2")
+    n=$(sed -n 's/^ready \([0-9]*\)/\1/p' "$out")
+    exec 3>&-
+    wait "$holder" 2>/dev/null || true
+    echo "${before:-0} ${after:-0} ${n:-0}"
+}
+idle_pooler="" idle_pgbouncer=""
+if [ "$IDLE_CLIENTS" -gt 0 ]; then
+    say "holding $IDLE_CLIENTS idle clients on each pooler for the memory line ..."
+    want_target pooler && idle_pooler=$(idle_memory pooler "$pooler_pid" "$pooler_port")
+    want_target pgbouncer && idle_pgbouncer=$(idle_memory pgbouncer "$(pid_of pgbouncer)" "$pgbouncer_port")
+fi
+
 # ---------------------------------------------------------------- the table
 # A run that pgbench ended with an error does not count towards the median: its TPS
 # covers only part of the run.
@@ -526,6 +567,17 @@ w2=$(median "$cpu_workload" pooler)
 w1=$(median "$workers1_index" pooler)
 say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(ratio "$w2" "$w1")"
 say "-M prepared: PgBouncer 1.18 cannot keep prepared statements in transaction mode, so its cell is n/a"
+idle_line() { # name "before after n"
+    set -- "$1" $2
+    if [ -n "${4:-}" ] && [ "$4" -gt 0 ]; then
+        awk -v name="$1" -v b="$2" -v a="$3" -v n="$4" 'BEGIN { printf "%s %d kB (%.2f kB per client above its %d kB idle baseline, %d clients)", name, a, (a - b) / n, b, n }'
+    else
+        echo "$1 n/a"
+    fi
+}
+if [ "$IDLE_CLIENTS" -gt 0 ]; then
+    say "RSS with $IDLE_CLIENTS idle logged-in clients: $(idle_line pooler "$idle_pooler"); $(idle_line PgBouncer "$idle_pgbouncer")"
+fi
 say ""
 if [ -n "$failure_notes" ]; then
     say "failures:"
