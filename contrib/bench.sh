@@ -305,6 +305,7 @@ EOF
     chmod 644 "$tmp/userlist.txt" "$tmp/pgbouncer.ini"
     say "starting PgBouncer on 127.0.0.1:$pgbouncer_port ..."
     # runuser's PAM session resets the open file limit; give PgBouncer ours back.
+    # shellcheck disable=SC2016 # expanded by the inner sh, from its arguments
     as_pg sh -c 'ulimit -n "$1" 2>/dev/null; shift; exec "$@"' sh "$(ulimit -n)" \
         "$pgbouncer_bin" -d -q "$tmp/pgbouncer.ini" >"$tmp/pgbouncer.out" 2>&1 ||
         { cat "$tmp/pgbouncer.out" "$tmp/pgbouncer.log" >&2 2>/dev/null || true; die "pgbouncer failed to start"; }
@@ -568,6 +569,7 @@ w1=$(median "$workers1_index" pooler)
 say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(ratio "$w2" "$w1")"
 say "-M prepared: PgBouncer 1.18 cannot keep prepared statements in transaction mode, so its cell is n/a"
 idle_line() { # name "before after n"
+    # shellcheck disable=SC2086 # the three numbers are words on purpose
     set -- "$1" $2
     if [ -n "${4:-}" ] && [ "$4" -gt 0 ]; then
         awk -v name="$1" -v b="$2" -v a="$3" -v n="$4" 'BEGIN { printf "%s %d kB (%.2f kB per client above its %d kB idle baseline, %d clients)", name, a, (a - b) / n, b, n }'
