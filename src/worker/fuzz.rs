@@ -17,14 +17,12 @@
 //! the client runs with `standard_conforming_strings = off`.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
-use super::buf::{Buf, BufPool};
 use super::relay::{
-    client_to_server, server_to_client, ClientFlow, ClientSide, Ctx, Pending, ResultGuard,
-    ServerEvents, ServerSide, Statement, Tracker,
+    client_to_server, server_to_client, BufferedLink, ClientFlow, Pending, ResultGuard,
+    ServerEvents, Tracker,
 };
 use crate::config::ClientLimits;
 use crate::guard::StatementRules;
@@ -147,27 +145,7 @@ fn frames(mut bytes: &[u8]) -> (Vec<&[u8]>, bool) {
 
 /// Both ends of one client-server link, owned, like the worker's slabs hold them.
 struct Link {
-    bufs: BufPool,
-    scratch: Vec<u8>,
-    message: Vec<u8>,
-    c_in: Buf,
-    c_out: Buf,
-    c_fwd: usize,
-    stmts: HashMap<String, Arc<Statement>>,
-    c_params: ParamSet,
-    s_in: Buf,
-    s_out: Buf,
-    s_fwd: usize,
-    s_to_client: bool,
-    tracker: Tracker,
-    status: u8,
-    s_params: ParamSet,
-    prepared: HashMap<String, u64>,
-    tick: u64,
-    rules: Option<StatementRules>,
-    limits: ClientLimits,
-    guard: ResultGuard,
-    refused: u32,
+    link: BufferedLink,
     /// Everything the relay wrote towards the server / the client.
     to_server: Vec<u8>,
     to_client: Vec<u8>,
@@ -191,32 +169,15 @@ pub const INSERTED_MID_MESSAGE: &str =
 
 impl Link {
     fn new() -> Link {
+        let mut link = BufferedLink::new(MAX_PREPARED);
+        link.rules = Some(StatementRules::new(DENY, &[] as &[&str]).expect("valid rules"));
+        link.limits = ClientLimits {
+            max_result_rows: 3,
+            max_result_bytes: 100,
+            ..ClientLimits::default()
+        };
         Link {
-            bufs: BufPool::default(),
-            scratch: Vec::new(),
-            message: Vec::new(),
-            c_in: Buf::default(),
-            c_out: Buf::default(),
-            c_fwd: 0,
-            stmts: HashMap::new(),
-            c_params: ParamSet::default(),
-            s_in: Buf::default(),
-            s_out: Buf::default(),
-            s_fwd: 0,
-            s_to_client: false,
-            tracker: Tracker::default(),
-            status: b'I',
-            s_params: ParamSet::default(),
-            prepared: HashMap::new(),
-            tick: 0,
-            rules: Some(StatementRules::new(DENY, &[] as &[&str]).expect("valid rules")),
-            limits: ClientLimits {
-                max_result_rows: 3,
-                max_result_bytes: 100,
-                ..ClientLimits::default()
-            },
-            guard: ResultGuard::default(),
-            refused: 0,
+            link,
             to_server: Vec::new(),
             to_client: Vec::new(),
             violation: None,
@@ -229,18 +190,18 @@ impl Link {
 
     /// Before a relay call: is a server message half forwarded to the client?
     fn mid_forward(&self, continuation_from_server: bool) -> Option<MidForward> {
-        if self.s_fwd == 0 || !self.s_to_client {
+        if self.link.s_fwd == 0 || !self.link.s_to_client {
             return None;
         }
         let continuation = if continuation_from_server {
-            let pending = self.s_in.pending();
-            pending[..pending.len().min(self.s_fwd)].to_vec()
+            let pending = self.link.s_in.pending();
+            pending[..pending.len().min(self.link.s_fwd)].to_vec()
         } else {
             Vec::new()
         };
         Some(MidForward {
             continuation,
-            remaining: self.s_fwd,
+            remaining: self.link.s_fwd,
             to_client_len: self.to_client.len(),
         })
     }
@@ -263,72 +224,37 @@ impl Link {
         }
     }
 
-    fn with_sides<R>(
-        &mut self,
-        f: impl FnOnce(&mut ClientSide, &mut ServerSide, &mut Ctx) -> R,
-    ) -> R {
-        let mut ctx = Ctx {
-            bufs: &mut self.bufs,
-            scratch: &mut self.scratch,
-            message: &mut self.message,
-            track_statements: true,
-            max_prepared: MAX_PREPARED,
-            refused: 0,
-        };
-        let mut c = ClientSide {
-            inbuf: &mut self.c_in,
-            outbuf: &mut self.c_out,
-            fwd_remaining: &mut self.c_fwd,
-            statements: &mut self.stmts,
-            params: &mut self.c_params,
-            rules: self.rules.as_ref(),
-            limits: self.limits,
-        };
-        let mut s = ServerSide {
-            inbuf: &mut self.s_in,
-            outbuf: &mut self.s_out,
-            fwd_remaining: &mut self.s_fwd,
-            fwd_to_client: &mut self.s_to_client,
-            tracker: &mut self.tracker,
-            status: &mut self.status,
-            params: &mut self.s_params,
-            prepared: &mut self.prepared,
-            prepared_tick: &mut self.tick,
-            guard: &mut self.guard,
-        };
-        let r = f(&mut c, &mut s, &mut ctx);
-        self.refused += ctx.refused;
-        r
-    }
-
     /// Moves what the relay wrote into `to_server`/`to_client`, as a write(2) that takes
     /// everything would, and hands empty buffers back like the worker does.
     fn drain(&mut self, client_attached: bool) {
-        self.to_server.extend_from_slice(self.s_out.pending());
-        self.s_out.consume(self.s_out.len());
+        self.to_server.extend_from_slice(self.link.s_out.pending());
+        self.link.s_out.consume(self.link.s_out.len());
         if client_attached {
-            self.to_client.extend_from_slice(self.c_out.pending());
+            self.to_client.extend_from_slice(self.link.c_out.pending());
         }
-        self.c_out.consume(self.c_out.len());
+        self.link.c_out.consume(self.link.c_out.len());
         for b in [
-            &mut self.c_in,
-            &mut self.c_out,
-            &mut self.s_in,
-            &mut self.s_out,
+            &mut self.link.c_in,
+            &mut self.link.c_out,
+            &mut self.link.s_in,
+            &mut self.link.s_out,
         ] {
-            b.release_if_empty(&mut self.bufs);
+            b.release_if_empty(&mut self.link.bufs);
         }
     }
 
     /// The worker's loop on client input: relay until nothing more moves.
     fn client_step(&mut self) -> Result<ClientFlow, ProtocolError> {
         for _ in 0..1_000_000 {
-            let before = (self.c_in.len(), self.c_fwd);
+            let before = (self.link.c_in.len(), self.link.c_fwd);
             // The pooler's own query goes first; the client waits behind it.
-            let hold = matches!(self.tracker.front(), Some(Pending::Internal));
+            let hold = matches!(self.link.tracker.front(), Some(Pending::Internal));
             let mid = self.mid_forward(false);
-            let r = self.with_sides(|c, s, ctx| client_to_server(c, s, ctx, hold));
-            let progressed = (self.c_in.len(), self.c_fwd) != before || !self.s_out.is_empty();
+            let r = self
+                .link
+                .with_sides(|c, s, ctx| client_to_server(c, s, ctx, hold));
+            let progressed =
+                (self.link.c_in.len(), self.link.c_fwd) != before || !self.link.s_out.is_empty();
             self.drain(true);
             self.check_insertion(mid, "client_to_server");
             match r {
@@ -343,10 +269,13 @@ impl Link {
     fn server_step(&mut self, attached: bool) -> Result<ServerEvents, ProtocolError> {
         let mut total = ServerEvents::default();
         for _ in 0..1_000_000 {
-            let before = (self.s_in.len(), self.s_fwd);
+            let before = (self.link.s_in.len(), self.link.s_fwd);
             let mid = self.mid_forward(true).filter(|_| attached);
-            let r = self.with_sides(|c, s, ctx| server_to_client(s, attached.then_some(c), ctx));
-            let progressed = (self.s_in.len(), self.s_fwd) != before || !self.c_out.is_empty();
+            let r = self
+                .link
+                .with_sides(|c, s, ctx| server_to_client(s, attached.then_some(c), ctx));
+            let progressed =
+                (self.link.s_in.len(), self.link.s_fwd) != before || !self.link.c_out.is_empty();
             self.drain(attached);
             self.check_insertion(mid, "server_to_client");
             let ev = r?;
@@ -365,7 +294,7 @@ impl Link {
     }
 
     fn client_sends(&mut self, bytes: &[u8]) -> Result<ClientFlow, ProtocolError> {
-        self.c_in.extend(&mut self.bufs, bytes);
+        self.link.c_in.extend(&mut self.link.bufs, bytes);
         self.client_step()
     }
 
@@ -374,21 +303,25 @@ impl Link {
         bytes: &[u8],
         attached: bool,
     ) -> Result<ServerEvents, ProtocolError> {
-        self.s_in.extend(&mut self.bufs, bytes);
+        self.link.s_in.extend(&mut self.link.bufs, bytes);
         self.server_step(attached)
     }
 
     fn note_state(&self, f: &mut Features) {
         f.add((
             "state",
-            pending_kind(self.tracker.front()),
-            self.tracker.discarding(),
-            self.c_fwd > 0,
-            self.s_fwd > 0,
-            self.guard.abort.is_some(),
+            pending_kind(self.link.tracker.front()),
+            self.link.tracker.discarding(),
+            self.link.c_fwd > 0,
+            self.link.s_fwd > 0,
+            self.link.guard.abort.is_some(),
         ));
-        f.add(("stmts", bucket(self.stmts.len()), self.prepared.len()));
-        f.add(("refused", bucket(self.refused as usize)));
+        f.add((
+            "stmts",
+            bucket(self.link.stmts.len()),
+            self.link.prepared.len(),
+        ));
+        f.add(("refused", bucket(self.link.refused as usize)));
     }
 }
 
@@ -663,7 +596,7 @@ pub fn relay_client_bytes(data: &[u8]) -> Result<Features, String> {
     decode_frontend(body, &mut f);
     let mut link = Link::new();
     if ctl & 0x80 != 0 {
-        link.c_params.set("standard_conforming_strings", "off");
+        link.link.c_params.set("standard_conforming_strings", "off");
     }
     for chunk in chunks(body, ctl) {
         let r = link.client_sends(chunk);
@@ -737,7 +670,7 @@ fn scenario(link: &mut Link, which: u8) -> Result<(), ProtocolError> {
         }
         2 => {
             // The pooler's settings sync runs ahead of the client's query.
-            link.tracker.push(Pending::Internal);
+            link.link.tracker.push(Pending::Internal);
             link.to_server.extend_from_slice(&query("SET x = 1"));
             link.client_sends(&query("SELECT 1"))?;
             link.client_sends(&[bind(""), execute(), sync()].concat())?;
@@ -765,7 +698,9 @@ fn scenario(link: &mut Link, which: u8) -> Result<(), ProtocolError> {
         }
         5 => {
             link.client_sends(&query("SELECT pg_sleep(10)"))?;
-            link.guard.start_timeout(std::time::Duration::from_secs(2));
+            link.link
+                .guard
+                .start_timeout(std::time::Duration::from_secs(2));
             link.client_sends(&[bind(""), execute(), sync()].concat())?;
         }
         6 => {
@@ -813,10 +748,10 @@ fn note_events(f: &mut Features, ev: &Result<ServerEvents, ProtocolError>) {
 fn prepare_server_link(scenario_byte: u8) -> Link {
     let mut link = Link::new();
     if scenario_byte & 0x80 == 0 {
-        link.limits = ClientLimits::default();
+        link.link.limits = ClientLimits::default();
     }
     if scenario_byte & 0x40 != 0 {
-        link.c_params.set("timezone", "UTC");
+        link.link.c_params.set("timezone", "UTC");
     }
     scenario(&mut link, scenario_byte & 0x3f).expect("scenario requests are valid");
     link
@@ -880,7 +815,7 @@ pub fn relay_session(data: &[u8]) -> Result<Features, String> {
     let mut f = Features::default();
     let mut link = Link::new();
     if data.first().is_some_and(|b| b & 0x80 != 0) {
-        link.c_params.set("standard_conforming_strings", "off");
+        link.link.c_params.set("standard_conforming_strings", "off");
     }
     let mut client_stream = Vec::new();
     let mut server_stream = Vec::new();
@@ -891,11 +826,11 @@ pub fn relay_session(data: &[u8]) -> Result<Features, String> {
         let (bytes, next) = tail.split_at(n);
         rest = next;
         let op = op % 8;
-        let idle = link.tracker.is_empty()
-            && link.c_fwd == 0
-            && link.s_fwd == 0
-            && link.s_in.is_empty()
-            && link.c_in.is_empty();
+        let idle = link.link.tracker.is_empty()
+            && link.link.c_fwd == 0
+            && link.link.s_fwd == 0
+            && link.link.s_in.is_empty()
+            && link.link.c_in.is_empty();
         match op {
             0..=2 | 7 if attached => {
                 client_stream.extend_from_slice(bytes);
@@ -930,7 +865,7 @@ pub fn relay_session(data: &[u8]) -> Result<Features, String> {
                     break;
                 }
                 // The worker goes on with client input the pooler's own query held back.
-                if attached && !link.c_in.is_empty() {
+                if attached && !link.link.c_in.is_empty() {
                     match link.client_step() {
                         Ok(ClientFlow::Idle) => {}
                         Ok(ClientFlow::Terminate) => attached = false,
@@ -945,22 +880,24 @@ pub fn relay_session(data: &[u8]) -> Result<Features, String> {
                 0 if attached => {
                     f.add((
                         "timeout",
-                        link.guard.start_timeout(std::time::Duration::from_secs(1)),
+                        link.link
+                            .guard
+                            .start_timeout(std::time::Duration::from_secs(1)),
                     ));
                 }
                 1 if idle => {
                     f.add("internal");
-                    link.tracker.push(Pending::Internal);
+                    link.link.tracker.push(Pending::Internal);
                     link.to_server.extend_from_slice(&query("SET x = 1"));
                 }
                 2 if idle => {
                     f.add("new server");
-                    link.tracker = Tracker::default();
-                    link.prepared.clear();
-                    link.tick = 0;
-                    link.s_params = ParamSet::default();
-                    link.status = b'I';
-                    link.guard = ResultGuard::default();
+                    link.link.tracker = Tracker::default();
+                    link.link.prepared.clear();
+                    link.link.tick = 0;
+                    link.link.s_params = ParamSet::default();
+                    link.link.status = b'I';
+                    link.link.guard = ResultGuard::default();
                     // What went to and came from the old server is checked now.
                     link.take_violation()?;
                     check_to_server(&link.to_server, &client_stream, &mut f)?;

@@ -908,95 +908,108 @@ pub fn server_to_client(
     }
 }
 
+/// Both sides of one link as plain buffers, without sockets or a worker: what the relay's
+/// unit tests and the fuzz targets (`worker::fuzz`) drive.
+#[doc(hidden)]
+pub struct BufferedLink {
+    pub bufs: BufPool,
+    pub scratch: Vec<u8>,
+    pub message: Vec<u8>,
+    pub c_in: Buf,
+    pub c_out: Buf,
+    pub c_fwd: usize,
+    pub stmts: HashMap<String, Arc<Statement>>,
+    pub c_params: ParamSet,
+    pub s_in: Buf,
+    pub s_out: Buf,
+    pub s_fwd: usize,
+    pub s_to_client: bool,
+    pub tracker: Tracker,
+    pub status: u8,
+    pub s_params: ParamSet,
+    pub prepared: HashMap<String, u64>,
+    pub tick: u64,
+    pub rules: Option<StatementRules>,
+    pub limits: ClientLimits,
+    pub guard: ResultGuard,
+    pub max_prepared: usize,
+    /// Statements the rules refused, over all calls.
+    pub refused: u32,
+}
+
+impl BufferedLink {
+    /// Transaction mode with statement tracking; no rules, no limits.
+    pub fn new(max_prepared: usize) -> BufferedLink {
+        BufferedLink {
+            bufs: BufPool::default(),
+            scratch: Vec::new(),
+            message: Vec::new(),
+            c_in: Buf::default(),
+            c_out: Buf::default(),
+            c_fwd: 0,
+            stmts: HashMap::new(),
+            c_params: ParamSet::default(),
+            s_in: Buf::default(),
+            s_out: Buf::default(),
+            s_fwd: 0,
+            s_to_client: false,
+            tracker: Tracker::default(),
+            status: b'I',
+            s_params: ParamSet::default(),
+            prepared: HashMap::new(),
+            tick: 0,
+            rules: None,
+            limits: ClientLimits::default(),
+            guard: ResultGuard::default(),
+            max_prepared,
+            refused: 0,
+        }
+    }
+
+    pub fn with_sides<R>(
+        &mut self,
+        f: impl FnOnce(&mut ClientSide, &mut ServerSide, &mut Ctx) -> R,
+    ) -> R {
+        let mut ctx = Ctx {
+            bufs: &mut self.bufs,
+            scratch: &mut self.scratch,
+            message: &mut self.message,
+            track_statements: true,
+            max_prepared: self.max_prepared,
+            refused: 0,
+        };
+        let mut c = ClientSide {
+            inbuf: &mut self.c_in,
+            outbuf: &mut self.c_out,
+            fwd_remaining: &mut self.c_fwd,
+            statements: &mut self.stmts,
+            params: &mut self.c_params,
+            rules: self.rules.as_ref(),
+            limits: self.limits,
+        };
+        let mut s = ServerSide {
+            inbuf: &mut self.s_in,
+            outbuf: &mut self.s_out,
+            fwd_remaining: &mut self.s_fwd,
+            fwd_to_client: &mut self.s_to_client,
+            tracker: &mut self.tracker,
+            status: &mut self.status,
+            params: &mut self.s_params,
+            prepared: &mut self.prepared,
+            prepared_tick: &mut self.tick,
+            guard: &mut self.guard,
+        };
+        let r = f(&mut c, &mut s, &mut ctx);
+        self.refused += ctx.refused;
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Harness {
-        bufs: BufPool,
-        scratch: Vec<u8>,
-        message: Vec<u8>,
-        c_in: Buf,
-        c_out: Buf,
-        c_fwd: usize,
-        stmts: HashMap<String, Arc<Statement>>,
-        c_params: ParamSet,
-        s_in: Buf,
-        s_out: Buf,
-        s_fwd: usize,
-        s_to_client: bool,
-        tracker: Tracker,
-        status: u8,
-        s_params: ParamSet,
-        prepared: HashMap<String, u64>,
-        tick: u64,
-        rules: Option<StatementRules>,
-        limits: ClientLimits,
-        guard: ResultGuard,
-    }
-
-    impl Harness {
-        fn new() -> Self {
-            Harness {
-                bufs: BufPool::default(),
-                scratch: Vec::new(),
-                message: Vec::new(),
-                c_in: Buf::default(),
-                c_out: Buf::default(),
-                c_fwd: 0,
-                stmts: HashMap::new(),
-                c_params: ParamSet::default(),
-                s_in: Buf::default(),
-                s_out: Buf::default(),
-                s_fwd: 0,
-                s_to_client: false,
-                tracker: Tracker::default(),
-                status: b'I',
-                s_params: ParamSet::default(),
-                prepared: HashMap::new(),
-                tick: 0,
-                rules: None,
-                limits: ClientLimits::default(),
-                guard: ResultGuard::default(),
-            }
-        }
-
-        fn with_sides<R>(
-            &mut self,
-            f: impl FnOnce(&mut ClientSide, &mut ServerSide, &mut Ctx) -> R,
-        ) -> R {
-            let mut ctx = Ctx {
-                bufs: &mut self.bufs,
-                scratch: &mut self.scratch,
-                message: &mut self.message,
-                track_statements: true,
-                max_prepared: 2,
-                refused: 0,
-            };
-            let mut c = ClientSide {
-                inbuf: &mut self.c_in,
-                outbuf: &mut self.c_out,
-                fwd_remaining: &mut self.c_fwd,
-                statements: &mut self.stmts,
-                params: &mut self.c_params,
-                rules: self.rules.as_ref(),
-                limits: self.limits,
-            };
-            let mut s = ServerSide {
-                inbuf: &mut self.s_in,
-                outbuf: &mut self.s_out,
-                fwd_remaining: &mut self.s_fwd,
-                fwd_to_client: &mut self.s_to_client,
-                tracker: &mut self.tracker,
-                status: &mut self.status,
-                params: &mut self.s_params,
-                prepared: &mut self.prepared,
-                prepared_tick: &mut self.tick,
-                guard: &mut self.guard,
-            };
-            f(&mut c, &mut s, &mut ctx)
-        }
-
+    impl BufferedLink {
         fn client_sends(&mut self, bytes: &[u8]) -> ClientFlow {
             self.c_in.extend(&mut self.bufs, bytes);
             self.with_sides(|c, s, ctx| client_to_server(c, s, ctx, false).unwrap())
@@ -1044,7 +1057,7 @@ mod tests {
 
     #[test]
     fn named_parse_is_renamed_and_reused_without_resending() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         let mut batch = parse("s1", "SELECT 1");
         batch.extend(bind("s1"));
         batch.extend(msg(b'E', |m| m.cstr("").i32(0)));
@@ -1080,7 +1093,7 @@ mod tests {
 
     #[test]
     fn missing_statement_is_prepared_on_a_new_server() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.client_sends(&parse("s1", "SELECT 1"));
         h.take_server_out();
         h.server_sends(&msg(b'1', |m| m));
@@ -1106,7 +1119,7 @@ mod tests {
 
     #[test]
     fn error_skips_to_sync_and_forgets_failed_statement() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         let batch = [
             parse("bad", "SELEC 1"),
             bind("bad"),
@@ -1127,7 +1140,7 @@ mod tests {
 
     #[test]
     fn close_is_answered_locally_and_lru_evicts() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         for (i, sql) in ["SELECT 1", "SELECT 2"].iter().enumerate() {
             h.client_sends(&parse(&format!("s{i}"), sql));
             h.server_sends(&msg(b'1', |m| m));
@@ -1149,7 +1162,7 @@ mod tests {
 
     #[test]
     fn internal_query_is_swallowed_and_large_rows_stream() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.tracker.push(Pending::Internal);
         h.server_sends(&[msg(b'C', |m| m.cstr("SET")), msg(b'Z', |m| m.u8(b'I'))].concat());
         assert!(h.take_client_out().is_empty());
@@ -1166,7 +1179,7 @@ mod tests {
     fn sync_sent_before_copy_data_is_not_awaited() {
         // The postgres crate pipelines Bind/Execute/Sync, then CopyData/CopyDone/Sync;
         // PostgreSQL ignores the first Sync because it arrives in copy-in mode.
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.client_sends(&[bind(""), msg(b'E', |m| m.cstr("").i32(0)), msg(b'S', |m| m)].concat());
         h.server_sends(&[msg(b'2', |m| m), msg(b'G', |m| m.u8(0).i16(0))].concat());
         h.client_sends(
@@ -1184,7 +1197,7 @@ mod tests {
 
     #[test]
     fn copy_done_already_queued_when_copy_in_starts() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.client_sends(
             &[
                 msg(b'Q', |m| m.cstr("COPY t FROM STDIN")),
@@ -1200,7 +1213,7 @@ mod tests {
 
     #[test]
     fn parameter_status_only_reaches_client_when_its_view_differs() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.c_params.set("timezone", "UTC");
         h.client_sends(&msg(b'Q', |m| m.cstr("SET x")));
         h.take_server_out();
@@ -1222,7 +1235,7 @@ mod tests {
 
     #[test]
     fn refused_query_is_replaced_by_a_failing_stand_in() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.rules = Some(StatementRules::new(&["ALTER SYSTEM"], &[] as &[&str]).unwrap());
         h.client_sends(&msg(b'Q', |m| {
             m.cstr("/* x */ alter  SYSTEM set work_mem = 1")
@@ -1243,7 +1256,7 @@ mod tests {
 
     #[test]
     fn refused_parse_skips_the_batch_to_sync() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.rules = Some(StatementRules::new(&["LOAD"], &[] as &[&str]).unwrap());
         let batch = [
             parse("s1", "load 'x'"),
@@ -1268,7 +1281,7 @@ mod tests {
 
     #[test]
     fn row_limit_stops_rows_and_ends_with_one_error() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.limits.max_result_rows = 2;
         h.client_sends(&msg(b'Q', |m| m.cstr("SELECT big")));
         let mut reply = vec![msg(b'T', |m| m.i16(0))];
@@ -1293,7 +1306,7 @@ mod tests {
 
     #[test]
     fn limit_in_a_transaction_the_cancel_missed_asks_to_fail_it() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.limits.max_result_bytes = 30;
         h.client_sends(&msg(b'Q', |m| m.cstr("COPY t TO STDOUT")));
         let data = msg(b'd', |m| m.bytes(&[b'x'; 16]));
@@ -1314,7 +1327,7 @@ mod tests {
 
     #[test]
     fn timeout_replaces_only_the_cancel_error() {
-        let mut h = Harness::new();
+        let mut h = BufferedLink::new(2);
         h.client_sends(&msg(b'Q', |m| m.cstr("SELECT pg_sleep(10)")));
         assert!(h.guard.start_timeout(std::time::Duration::from_secs(2)));
         assert!(!h.guard.start_timeout(std::time::Duration::from_secs(2)));
