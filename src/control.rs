@@ -82,8 +82,8 @@ impl Counters {
             .or_default() += 1;
     }
 
-    pub fn guardrail(&self, which: Guardrail) {
-        self.guardrails[which as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn guardrail(&self, which: Guardrail, times: u32) {
+        self.guardrails[which as usize].fetch_add(u64::from(times), Ordering::Relaxed);
     }
 
     pub fn error(&self, sqlstate: &str) {

@@ -406,7 +406,7 @@ impl Reader<'_> {
     /// nothing to check.
     fn check_guardrails(&mut self, config: &Config) {
         let p = &config.pooler;
-        let mut lists = vec![(
+        let mut lists: Vec<(Vec<String>, &[String], &[String])> = vec![(
             vec!["pooler".to_string()],
             &p.deny_statements,
             &p.allow_statements,
@@ -415,8 +415,7 @@ impl Reader<'_> {
             if d.deny_statements.is_none() && d.allow_statements.is_none() {
                 continue;
             }
-            let deny = d.deny_statements.as_ref().unwrap_or(&p.deny_statements);
-            let allow = d.allow_statements.as_ref().unwrap_or(&p.allow_statements);
+            let (deny, allow) = config.statement_lists(d);
             lists.push((vec!["databases".to_string(), d.name.clone()], deny, allow));
         }
         let mut errors = Vec::new();
@@ -736,12 +735,7 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
             pool_size: d.optional("pool_size")?,
             min_pool_size: d.optional("min_pool_size")?,
             max_db_connections: d.optional("max_db_connections")?,
-            overrides: LimitOverrides {
-                query_timeout: d.optional("query_timeout")?,
-                max_result_rows: d.optional("max_result_rows")?,
-                max_result_bytes: d.optional("max_result_bytes")?,
-                read_only: d.optional("read_only")?,
-            },
+            overrides: limit_overrides(d)?,
             deny_statements: d.optional("deny_statements")?,
             allow_statements: d.optional("allow_statements")?,
             auth_query,
@@ -756,12 +750,7 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
             pool_mode: u.optional("pool_mode")?,
             pool_size: u.optional("pool_size")?,
             max_user_connections: u.optional("max_user_connections")?,
-            overrides: LimitOverrides {
-                query_timeout: u.optional("query_timeout")?,
-                max_result_rows: u.optional("max_result_rows")?,
-                max_result_bytes: u.optional("max_result_bytes")?,
-                read_only: u.optional("read_only")?,
-            },
+            overrides: limit_overrides(u)?,
         };
         users.insert(name.clone(), user);
     }
@@ -773,6 +762,16 @@ fn build(file: &Path, sections: &Sections) -> Result<Config, String> {
         databases,
         users,
         warnings: Vec::new(),
+    })
+}
+
+/// A database's or user's overrides of the per-client guardrails (same keys in both).
+fn limit_overrides(v: &Values) -> Result<LimitOverrides, String> {
+    Ok(LimitOverrides {
+        query_timeout: v.optional("query_timeout")?,
+        max_result_rows: v.optional("max_result_rows")?,
+        max_result_bytes: v.optional("max_result_bytes")?,
+        read_only: v.optional("read_only")?,
     })
 }
 

@@ -238,7 +238,7 @@ impl Worker {
                             AddrRefusal::TooMany { .. } => Guardrail::MaxClientConnPerAddr,
                             AddrRefusal::TooFast { .. } => Guardrail::ConnectRatePerAddr,
                         };
-                        self.shared.control.counters.guardrail(which);
+                        self.shared.control.counters.guardrail(which, 1);
                         self.fail_client(
                             cref,
                             Severity::Fatal,

@@ -1135,11 +1135,9 @@ impl Worker {
         let mut cs = c.relay_side();
         let mut ss = s.relay_side();
         let result = relay::client_to_server(&mut cs, &mut ss, &mut ctx, hold);
-        for _ in 0..ctx.refused {
-            self.shared
-                .control
-                .counters
-                .guardrail(crate::guard::Guardrail::StatementRefused);
+        if ctx.refused > 0 {
+            let refused = crate::guard::Guardrail::StatementRefused;
+            self.shared.control.counters.guardrail(refused, ctx.refused);
         }
         if was_idle && !s.tracker.is_empty() {
             let now = Instant::now();
@@ -1368,7 +1366,7 @@ impl Worker {
         }
         let cref = s.client;
         if let Some(which) = ev.limit_hit {
-            self.shared.control.counters.guardrail(which);
+            self.shared.control.counters.guardrail(which, 1);
             self.guard_cancel(sref);
         }
         let Some(s) = server_at!(self, sref) else {
@@ -2129,7 +2127,7 @@ impl Worker {
                     self.shared
                         .control
                         .counters
-                        .guardrail(crate::guard::Guardrail::QueryTimeout);
+                        .guardrail(crate::guard::Guardrail::QueryTimeout, 1);
                     log::info!(
                         "server {}: query ran past query_timeout ({}); cancelling it",
                         s.conn.id,
