@@ -15,6 +15,8 @@
 #   BENCH_POOLER_BIN=path   a pooler binary other than target/release/pooler (skips cargo build)
 #   BENCH_KEEP=1          keep the temp dir (logs of every run) instead of removing it
 #   IDLE_CLIENTS=10000    idle logged-in clients for the memory line (0 = skip it)
+#   BENCH_WORKLOADS="1 4"  run only these workloads (indexes into workload_labels, from 0;
+#                         "none" for just the memory line); the table shows n/a for the rest
 #   PG_BINDIR=/usr/lib/postgresql/15/bin   where initdb and pg_ctl live
 set -euo pipefail
 
@@ -414,8 +416,10 @@ port_of() {
 
 mkdir -p "$tmp/runs"
 : >"$tmp/results"   # lines: workload-index target tps failed exit-status latency-ms cpu-ticks transactions
+want_workload() { [ -z "${BENCH_WORKLOADS:-}" ] || case " $BENCH_WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
+        want_workload "$i" || continue
         for target in $BENCH_TARGETS; do
             db=${workload_dbs[$i]} user=$bench_user port=$(port_of "$target") pid=$(pid_of "$target")
             case "$db" in

@@ -2,6 +2,8 @@
 //! that a client landing on any server sees its own settings (PgBouncer's varcache, widened
 //! to every startup parameter a driver sends).
 
+use std::sync::Arc;
+
 /// Parameters PostgreSQL reports with ParameterStatus whenever they change, so the pooler
 /// always knows a server's value. Others are known only through the pooler's own SETs.
 pub const REPORTED: &[&str] = &[
@@ -24,30 +26,54 @@ pub fn is_reported(lower_name: &str) -> bool {
 /// A small set of (lower-case name, value), kept sorted by name: lists are short (under
 /// 20 entries), so a Vec with binary search beats a map, and two sets with the same
 /// contents are equal as slices, which is the common case when a server changes hands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The entries are shared and copied on write: thousands of idle clients of one
+/// application hold the same handful of settings, so a pool hands them one copy
+/// ([`ParamSet::share`]) instead of a dozen small allocations each.
+#[derive(Debug, Clone, Default)]
 pub struct ParamSet {
-    entries: Vec<(String, String)>,
+    entries: Option<Arc<Vec<(String, String)>>>,
 }
 
+impl PartialEq for ParamSet {
+    fn eq(&self, other: &ParamSet) -> bool {
+        match (&self.entries, &other.entries) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.slice() == other.slice(),
+        }
+    }
+}
+
+impl Eq for ParamSet {}
+
 impl ParamSet {
+    fn slice(&self) -> &[(String, String)] {
+        self.entries.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+        Arc::make_mut(self.entries.get_or_insert_with(Default::default))
+    }
+
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(name))
+        self.slice().binary_search_by(|(k, _)| k.as_str().cmp(name))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.position(name).ok().map(|i| self.entries[i].1.as_str())
+        self.position(name).ok().map(|i| self.slice()[i].1.as_str())
     }
 
     /// Sets a value; returns whether it changed.
     pub fn set(&mut self, name: &str, value: &str) -> bool {
         match self.position(name) {
-            Ok(i) if self.entries[i].1 == value => false,
+            Ok(i) if self.slice()[i].1 == value => false,
             Ok(i) => {
-                value.clone_into(&mut self.entries[i].1);
+                value.clone_into(&mut self.entries_mut()[i].1);
                 true
             }
             Err(i) => {
-                self.entries.insert(i, (name.to_owned(), value.to_owned()));
+                self.entries_mut()
+                    .insert(i, (name.to_owned(), value.to_owned()));
                 true
             }
         }
@@ -55,16 +81,29 @@ impl ParamSet {
 
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.position(name) {
-            self.entries.remove(i);
+            self.entries_mut().remove(i);
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.slice().iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slice().is_empty()
+    }
+
+    /// This set, or an equal one from `known` so that both share their entries; an
+    /// unseen set joins `known` (at most `keep` of them, newest first).
+    pub fn share(self, known: &mut Vec<ParamSet>, keep: usize) -> ParamSet {
+        if let Some(i) = known.iter().position(|k| *k == self) {
+            let found = known.remove(i);
+            known.insert(0, found.clone());
+            return found;
+        }
+        known.insert(0, self.clone());
+        known.truncate(keep);
+        self
     }
 }
 
@@ -228,5 +267,39 @@ mod tests {
         );
         apply_sync(&wanted, &mut server);
         assert_eq!(sync_sql(&wanted, &server), None);
+    }
+
+    #[test]
+    fn equal_sets_share_entries_and_copy_on_write() {
+        let mut known = Vec::new();
+        let make = || {
+            let mut p = ParamSet::default();
+            p.set("timezone", "UTC");
+            p.set("application_name", "app");
+            p
+        };
+        let a = make().share(&mut known, 2);
+        let b = make().share(&mut known, 2);
+        let (Some(ea), Some(eb)) = (&a.entries, &b.entries) else {
+            panic!("sets have entries");
+        };
+        assert!(Arc::ptr_eq(ea, eb));
+        let mut c = b.clone();
+        assert!(!c.set("timezone", "UTC"));
+        c.set("timezone", "Europe/Paris");
+        assert_eq!(a.get("timezone"), Some("UTC"));
+        assert_eq!(c.get("timezone"), Some("Europe/Paris"));
+        assert_ne!(a, c);
+        // The list keeps the newest `keep` sets.
+        c.clone().share(&mut known, 2);
+        ParamSet::default().share(&mut known, 2);
+        assert_eq!(known.len(), 2);
+        assert!(!known.contains(&a));
+        assert_eq!(ParamSet::default(), {
+            let mut e = ParamSet::default();
+            e.set("x", "1");
+            e.remove("x");
+            e
+        });
     }
 }

@@ -148,6 +148,9 @@ pub struct PoolState {
     pub scram_keys: Option<ScramKeys>,
     /// ParameterStatus values of this pool's servers at login: what a new client is told.
     pub default_params: Option<Arc<Vec<(String, String)>>>,
+    /// The settings sets of recent clients, to share between clients that have equal
+    /// ones (see [`ParamSet::share`]).
+    pub client_params: Vec<ParamSet>,
     idle: Vec<ServerConn>,
     /// Open plus opening servers, wherever they are.
     pub total: u32,
@@ -563,6 +566,7 @@ impl Registry {
                 generation: 0,
                 scram_keys: None,
                 default_params: None,
+                client_params: Vec::new(),
                 idle: Vec::new(),
                 total: 0,
                 connecting: 0,

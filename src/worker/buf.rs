@@ -17,17 +17,46 @@ const RESERVE_AHEAD_MAX: usize = 1024 * 1024;
 #[derive(Default)]
 pub struct BufPool {
     free: Vec<Vec<u8>>,
+    /// The fewest spare buffers since the last [`BufPool::trim`]: that many went unused
+    /// the whole time.
+    low_water: usize,
 }
 
 impl BufPool {
     fn get(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_else(|| vec![0; CHUNK])
+        let v = self.free.pop().unwrap_or_else(|| vec![0; CHUNK]);
+        self.low_water = self.low_water.min(self.free.len());
+        v
+    }
+
+    /// Frees the spare buffers nobody needed since the last call, so the memory of a past
+    /// burst goes back to the system while a steady load keeps its list. Returns whether
+    /// anything was freed.
+    pub fn trim(&mut self) -> bool {
+        let unused = self.low_water.min(self.free.len());
+        self.free.truncate(self.free.len() - unused);
+        self.free.shrink_to(self.free.len().max(16));
+        self.low_water = self.free.len();
+        if unused > 0 {
+            give_back_free_heap();
+        }
+        unused > 0
     }
 
     fn put(&mut self, v: Vec<u8>) {
         if v.len() <= KEEP_MAX && self.free.len() < FREE_LIST_MAX {
             self.free.push(v);
         }
+    }
+}
+
+/// glibc keeps freed small blocks in its heap for reuse; after a burst is over, ask it
+/// to hand the free pages back so the resident size follows the load down.
+fn give_back_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; no pointer of ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -187,5 +216,34 @@ mod tests {
         let mut out = Vec::new();
         assert!(b.write_to(&mut out).unwrap());
         assert_eq!(out, b"abc");
+    }
+
+    #[test]
+    fn trim_frees_only_what_an_interval_left_unused() {
+        let mut pool = BufPool::default();
+        let mut held: Vec<Buf> = (0..10).map(|_| Buf::default()).collect();
+        for b in &mut held {
+            b.extend(&mut pool, b"x");
+        }
+        for b in &mut held {
+            b.consume(1);
+            b.release_if_empty(&mut pool);
+        }
+        assert_eq!(pool.free.len(), 10);
+        // The burst is over, but the interval it happened in used every buffer.
+        pool.low_water = 0;
+        assert!(!pool.trim());
+        assert_eq!(pool.free.len(), 10);
+        // A steady load of 3 busy connections through the next interval.
+        for b in held.iter_mut().take(3) {
+            b.extend(&mut pool, b"x");
+        }
+        assert!(pool.trim());
+        assert_eq!(pool.free.len(), 0);
+        for b in held.iter_mut().take(3) {
+            b.consume(1);
+            b.release_if_empty(&mut pool);
+        }
+        assert_eq!(pool.free.len(), 3);
     }
 }

@@ -383,7 +383,7 @@ impl Worker {
     fn await_lookup(&mut self, cref: ConnRef, method: HbaMethod, recheck: Option<Recheck>) {
         if let Some(c) = client_at!(self, cref) {
             c.state = ClientState::AuthQuery;
-            c.auth = AuthPhase::Lookup { method, recheck };
+            c.login().auth = AuthPhase::Lookup { method, recheck };
             c.wait_started = Instant::now();
         }
     }
@@ -419,7 +419,8 @@ impl Worker {
         if c.state != ClientState::AuthQuery {
             return;
         }
-        let AuthPhase::Lookup { method, recheck } = std::mem::replace(&mut c.auth, AuthPhase::None)
+        let AuthPhase::Lookup { method, recheck } =
+            std::mem::replace(&mut c.login().auth, AuthPhase::None)
         else {
             return;
         };
@@ -433,7 +434,7 @@ impl Worker {
             ),
             (FetchResult::Found(secret), Some(recheck)) => {
                 let ok = recheck_passes(&user, &secret, &recheck);
-                c.fetched = Some(secret);
+                c.login().fetched = Some(secret);
                 self.recheck_result(cref, ok);
             }
             (FetchResult::Found(secret), None) => {
@@ -468,7 +469,7 @@ impl Worker {
             return;
         };
         let auth = secret.as_deref().map(UserAuth::from_secret);
-        c.fetched = secret;
+        c.login().fetched = secret;
         self.begin_auth(cref, method, auth);
     }
 
@@ -479,13 +480,13 @@ impl Worker {
             return;
         };
         let user = c.user.clone();
-        c.secrets = auth.clone().map(Box::new);
+        c.login().secrets = auth.clone().map(Box::new);
         c.state = ClientState::Auth;
-        c.auth_method = method.as_str();
+        c.login().method = method.as_str();
         c.auth_source = match method {
             HbaMethod::Trust => "trust",
             HbaMethod::Cert => "cert",
-            _ if c.fetched.is_some() => "auth_query",
+            _ if c.login().fetched.is_some() => "auth_query",
             _ => "config",
         };
         self.scratch.clear();
@@ -521,14 +522,14 @@ impl Worker {
                 return;
             }
             HbaMethod::Password => {
-                c.auth = AuthPhase::Cleartext;
+                c.login().auth = AuthPhase::Cleartext;
                 protocol::auth_request(&mut self.scratch, auth_code::CLEARTEXT, &[]);
             }
             // md5 lets users whose verifier is SCRAM in with SCRAM, as PostgreSQL does.
             HbaMethod::Md5 if auth.as_ref().is_none_or(|a| a.md5.is_some()) => {
                 let mut salt = [0u8; 4];
                 fill_random(&mut salt);
-                c.auth = AuthPhase::Md5 { salt };
+                c.login().auth = AuthPhase::Md5 { salt };
                 protocol::auth_request(&mut self.scratch, auth_code::MD5, &salt);
             }
             HbaMethod::Md5 | HbaMethod::ScramSha256 => {
@@ -544,7 +545,7 @@ impl Worker {
                     None => ChannelBinding::NotOffered.mechanisms(),
                 };
                 protocol::auth_sasl_mechanisms(&mut self.scratch, offered);
-                c.auth = AuthPhase::ScramFirst {
+                c.login().auth = AuthPhase::ScramFirst {
                     secret: Box::new(secret),
                     plus,
                 };
@@ -637,7 +638,7 @@ impl Worker {
             return;
         };
         let (Some(checked), Some(auth_query)) = (
-            c.fetched.clone(),
+            c.login().fetched.clone(),
             self.snap.auth_queries.get(&c.database).cloned(),
         ) else {
             self.refuse_password(cref);
@@ -663,7 +664,7 @@ impl Worker {
             (Refetch::Newer(secret), Some(recheck)) => {
                 let ok = recheck_passes(&user, &secret, &recheck);
                 if let Some(c) = client_at!(self, cref) {
-                    c.fetched = Some(secret);
+                    c.login().fetched = Some(secret);
                 }
                 self.recheck_result(cref, ok);
             }
@@ -673,7 +674,7 @@ impl Worker {
 
     fn refuse_password(&mut self, cref: ConnRef) {
         if let Some(c) = client_at!(self, cref) {
-            self.shared.control.counters.auth(c.auth_method, false);
+            self.shared.control.counters.auth(c.login().method, false);
         }
         let user = client_at!(self, cref)
             .map(|c| c.user.clone())
@@ -750,8 +751,8 @@ impl Worker {
         let Some(c) = client_at!(self, cref) else {
             return;
         };
-        let phase = std::mem::replace(&mut c.auth, AuthPhase::None);
-        let auth = c.secrets.as_deref().cloned();
+        let phase = std::mem::replace(&mut c.login().auth, AuthPhase::None);
+        let auth = c.login().secrets.as_deref().cloned();
         let user = c.user.clone();
         match phase {
             AuthPhase::None | AuthPhase::Lookup { .. } => {
@@ -821,7 +822,7 @@ impl Worker {
                             return;
                         };
                         c.outbuf.extend(&mut self.bufs, &self.scratch);
-                        c.auth = AuthPhase::ScramFinal(server);
+                        c.login().auth = AuthPhase::ScramFinal(server);
                         self.flush_client(cref);
                         self.client_auth(cref);
                     }
@@ -845,7 +846,7 @@ impl Worker {
                         return;
                     };
                     c.outbuf.extend(&mut self.bufs, &self.scratch);
-                    c.scram_keys = auth.scram.map(|s| (client_key, s.server_key));
+                    c.login().scram_keys = auth.scram.map(|s| (client_key, s.server_key));
                     self.login_ok(cref);
                 }
                 Err(crate::auth::scram::ScramError::WrongProof) => self.password_failed(cref, None),
@@ -865,12 +866,14 @@ impl Worker {
         let Some(c) = client_at!(self, cref) else {
             return;
         };
-        self.shared.control.counters.auth(c.auth_method, true);
+        // Taken, not borrowed: the exchange is over and an idle client keeps none of it.
+        let done = c.login.take().unwrap_or_default();
+        self.shared.control.counters.auth(done.method, true);
         if c.admin.is_some() {
             self.admin_welcome(cref);
             return;
         }
-        let login = match &c.fetched {
+        let login = match &done.fetched {
             Some(secret) => Login::AuthQuery(secret),
             None => Login::Static,
         };
@@ -927,7 +930,7 @@ impl Worker {
                 passthrough,
                 &st.target.credential,
                 &st.scram_keys,
-                c.scram_keys,
+                done.scram_keys,
             ) {
                 st.scram_keys = Some(crate::pool::ScramKeys {
                     salt: Vec::new(),
@@ -1002,6 +1005,10 @@ impl Worker {
             };
             protocol::parameter_status(&mut self.scratch, name, &shown);
         }
+        if let Some(pool) = &c.pool {
+            let own = std::mem::take(&mut c.params);
+            c.params = own.share(&mut pool.lock().client_params, SHARED_PARAM_SETS);
+        }
         let (pid, key) = c.cancel_key.unwrap_or((0, 0));
         protocol::backend_key_data(&mut self.scratch, pid, key);
         protocol::ready_for_query(&mut self.scratch, b'I');
@@ -1009,6 +1016,10 @@ impl Worker {
         self.flush_client(cref);
     }
 }
+
+/// Distinct client settings sets a pool keeps for sharing: one per kind of client
+/// (application, driver) is the common case.
+const SHARED_PARAM_SETS: usize = 8;
 
 fn recheck_passes(user: &str, secret: &Secret, recheck: &Recheck) -> bool {
     let auth = UserAuth::from_secret(secret);

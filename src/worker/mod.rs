@@ -78,6 +78,8 @@ const READS_PER_TURN: usize = 16;
 const WAITING_INPUT_LIMIT: usize = 256 * 1024;
 /// Clients must finish the startup and authentication exchange within this time.
 const TICK: Duration = Duration::from_millis(100);
+/// How often a worker frees the spare relay buffers a whole interval did not use.
+const BUF_TRIM_EVERY: Duration = Duration::from_secs(2);
 /// A cancel thread that never reports (it could not even start) stops holding its
 /// server after this long.
 const CANCEL_DELIVERY_LIMIT: Duration = Duration::from_secs(10);
@@ -246,7 +248,9 @@ pub enum ClientState {
     Linked,
 }
 
+#[derive(Default)]
 pub enum AuthPhase {
+    #[default]
     None,
     Cleartext,
     Md5 {
@@ -267,6 +271,21 @@ pub enum AuthPhase {
     },
 }
 
+#[derive(Default)]
+pub struct LoginState {
+    auth: AuthPhase,
+    /// Client SCRAM login left its ClientKey for SCRAM passthrough to PostgreSQL.
+    scram_keys: Option<([u8; 32], [u8; 32])>,
+    /// What the password is checked against, set when authentication starts (from
+    /// [users], or later from an auth_query lookup).
+    secrets: Option<Box<crate::snapshot::UserAuth>>,
+    /// The auth_query secret `secrets` came from, to refetch against and to
+    /// pick the client's pool.
+    fetched: Option<Arc<crate::auth::auth_query::Secret>>,
+    /// The authentication method it was asked for (hba names), for /metrics.
+    method: &'static str,
+}
+
 pub struct Client {
     generation: u32,
     id: u64,
@@ -281,6 +300,8 @@ pub struct Client {
     /// Counted in `Shared::clients` (a real login attempt, not a cancel connection).
     counted: bool,
     over_limit: bool,
+    /// Has asked for a server since logging in.
+    requested: bool,
     database: String,
     user: String,
     pool: Option<Arc<Pool>>,
@@ -295,19 +316,11 @@ pub struct Client {
     connected_at: Instant,
     last_activity: Instant,
     wait_started: Instant,
-    auth: AuthPhase,
-    /// Client SCRAM login left its ClientKey for SCRAM passthrough to PostgreSQL.
-    scram_keys: Option<([u8; 32], [u8; 32])>,
-    /// What the password is checked against, set when authentication starts (from
-    /// [users], or later from an auth_query lookup).
-    secrets: Option<Box<crate::snapshot::UserAuth>>,
-    /// The auth_query secret `secrets` came from, to refetch against and to
-    /// pick the client's pool.
-    fetched: Option<Arc<crate::auth::auth_query::Secret>>,
+    /// State of the login exchange, dropped once the client has joined its pool: an
+    /// idle client should cost little.
+    login: Option<Box<LoginState>>,
     /// How it authenticated, for the admin console: config, auth_query, trust, cert.
     auth_source: &'static str,
-    /// The authentication method it was asked for (hba names), for /metrics.
-    auth_method: &'static str,
     /// Connected to the admin console, with these rights.
     admin: Option<crate::control::AdminRole>,
     /// Draining: close at this time unless the client sends a request first.
@@ -447,6 +460,10 @@ impl Server {
 }
 
 impl Client {
+    fn login(&mut self) -> &mut LoginState {
+        self.login.get_or_insert_with(Default::default)
+    }
+
     fn relay_side(&mut self) -> relay::ClientSide<'_> {
         relay::ClientSide {
             inbuf: &mut self.inbuf,
@@ -477,6 +494,7 @@ pub struct Worker {
     deferred_servers: Vec<ConnRef>,
     shutdown: Option<ShutdownMode>,
     last_tick: Instant,
+    bufs_trimmed_at: Instant,
     /// Clients PAUSE holds, to ask for servers again at RESUME.
     held: Vec<ConnRef>,
 }
@@ -515,6 +533,7 @@ impl Worker {
                 deferred_servers: Vec::new(),
                 shutdown: None,
                 last_tick: Instant::now(),
+                bufs_trimmed_at: Instant::now(),
                 held: Vec::new(),
             },
             WorkerHandle { tx, waker },
@@ -600,6 +619,10 @@ impl Worker {
             if now.duration_since(self.last_tick) >= TICK {
                 self.last_tick = now;
                 self.check_timers(now);
+                if now.duration_since(self.bufs_trimmed_at) >= BUF_TRIM_EVERY {
+                    self.bufs_trimmed_at = now;
+                    self.bufs.trim();
+                }
             }
             if self.shutdown.is_some() && self.clients.is_empty() && self.servers.is_empty() {
                 break;
@@ -644,6 +667,7 @@ impl Worker {
                 peer_closed: false,
                 counted: false,
                 over_limit: false,
+                requested: false,
                 database: String::new(),
                 user: String::new(),
                 pool: None,
@@ -657,15 +681,11 @@ impl Worker {
                 connected_at: now,
                 last_activity: now,
                 wait_started: now,
-                auth: AuthPhase::None,
-                scram_keys: None,
+                login: None,
                 drain_at: None,
                 retired_because: None,
                 tls: None,
-                secrets: None,
-                fetched: None,
                 auth_source: "",
-                auth_method: "",
                 admin: None,
                 write_stalled_since: None,
                 limits: Default::default(),
@@ -803,11 +823,16 @@ impl Worker {
                 continue;
             };
             // Linked clients finish their transaction; clients still logging
-            // in or waiting for a server get one transaction; idle ones go.
-            let busy = !matches!(
-                c.state,
-                ClientState::Idle | ClientState::Admin | ClientState::AdminBusy
-            );
+            // in or waiting for a server get one transaction; idle ones go, but
+            // one that has only just logged in is about to send its first request
+            // (pgbench -C across a takeover): the drain timer gives it
+            // DRAIN_IDLE_LOGIN, as for a login during the drain.
+            let just_logged_in = c.state == ClientState::Idle && !c.requested;
+            let busy = just_logged_in
+                || !matches!(
+                    c.state,
+                    ClientState::Idle | ClientState::Admin | ClientState::AdminBusy
+                );
             if mode == ShutdownMode::Now || !busy {
                 self.fail_client(
                     cref,
@@ -1050,7 +1075,10 @@ impl Worker {
             Ok(Some((protocol::frontend::TERMINATE, _))) => {
                 self.close_client(cref, "client terminated");
             }
-            Ok(Some(_)) => self.request_server(cref),
+            Ok(Some(_)) => {
+                c.requested = true;
+                self.request_server(cref);
+            }
             Err(e) => self.fail_client(
                 cref,
                 Severity::Fatal,
@@ -2168,5 +2196,15 @@ impl Worker {
             );
             self.server_login_failed(sref, &reason, None);
         }
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    /// Every logged-in client holds one of these in its worker's slab: the bench's
+    /// 10,000-idle-clients memory line is mostly this size (see contrib/bench/README.md).
+    #[test]
+    fn an_idle_client_stays_small() {
+        let size = std::mem::size_of::<super::Client>();
+        assert!(size <= 512, "Client grew to {size} bytes");
     }
 }
