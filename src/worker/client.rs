@@ -103,6 +103,8 @@ impl Worker {
                             c.tls = Some(Box::new(t));
                             c.state = ClientState::TlsHandshake;
                             c.readable = true;
+                            // The handshake's output may wait for writability.
+                            self.watch_client_writes(cref);
                         }
                         Err(e) => {
                             self.close_client(cref, &format!("TLS setup failed: {e}"));

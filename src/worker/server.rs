@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use super::{token, Server, ServerState, Worker, KIND_SERVER};
+use super::{server_token, Server, ServerState, Worker};
 use crate::auth::md5::{md5_password_hash, md5_salted_response};
 use crate::auth::scram::{ScramClient, ScramCredential};
 use crate::config::ServerTlsMode;
@@ -126,6 +126,7 @@ impl Worker {
             created: now,
             last_used: now,
             generation: pool_generation,
+            parked_on: None,
         });
         let deadline = now + self.snap.config.pooler.server_connect_timeout;
         let mut s = Server::new(
@@ -135,7 +136,8 @@ impl Worker {
             ServerState::Connecting,
             Some(deadline),
         );
-        let tok: Token = token(KIND_SERVER, index, generation);
+        let id = s.conn.id;
+        let tok: Token = server_token(id);
         if let Err(e) = self.poll.registry().register(
             &mut s.conn.stream,
             tok,
@@ -148,6 +150,7 @@ impl Worker {
             return;
         }
         entry.insert(s);
+        self.server_slots.insert(id, ConnRef { index, generation });
     }
 
     /// Writability while connecting: the connect finished, one way or the other.

@@ -223,6 +223,49 @@ fn transaction_mode_two_clients_share_one_backend() {
     assert_eq!(pid, pid_a, "{}", p.ctx());
 }
 
+/// An idle server stays registered with the worker that released it: clients on
+/// either worker (twelve clients: the kernel spreads them over both workers' listeners,
+/// all on one would be a 1 in 2048 chance) take turns on the one
+/// backend, and when PostgreSQL ends that idle session the pooler notices on its own:
+/// the next query of every client succeeds, on a new backend.
+#[test]
+fn a_parked_server_moves_between_workers_and_its_death_is_noticed() {
+    let p = Pooler::start(&Cfg::transaction().pool_size(1));
+    let mut clients: Vec<Client> = (0..12).map(|_| p.client()).collect();
+    let first = p.backend(&mut clients[0]);
+    for _ in 0..3 {
+        for c in clients.iter_mut() {
+            assert_eq!(
+                p.backend(c),
+                first,
+                "pool_size 1 but another backend{}",
+                p.ctx()
+            );
+        }
+    }
+    assert!(
+        p.log().contains("moves from worker"),
+        "twelve clients, yet the server never changed workers{}",
+        p.ctx()
+    );
+    cluster().sql("postgres", &format!("SELECT pg_terminate_backend({first})"));
+    let gone = poll(Duration::from_secs(5), || {
+        p.log()
+            .contains("closed while idle; discarding")
+            .then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the idle server's end went unnoticed{}",
+        p.ctx()
+    );
+    let second = p.backend(&mut clients[11]);
+    assert_ne!(second, first);
+    for c in clients.iter_mut() {
+        assert_eq!(p.backend(c), second, "{}", p.ctx());
+    }
+}
+
 /// Session mode: what a client SETs stays with it, on one backend.
 #[test]
 fn session_mode_state_persists_for_the_client() {
