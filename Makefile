@@ -28,7 +28,7 @@ ifneq ($(wildcard $(PG_BINDIR)/initdb),)
 export PATH := $(PG_BINDIR):$(PATH)
 endif
 
-SHELL_SCRIPTS = .ci/run contrib/demo.sh contrib/bench.sh contrib/debian/mkdeb.sh \
+SHELL_SCRIPTS = .ci/run contrib/demo.sh contrib/bench/bench.sh contrib/debian/mkdeb.sh \
 		contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm
 MAN_PAGES     = man/pooler.1 man/pooler.conf.5
 
@@ -69,7 +69,7 @@ demo:
 	bash contrib/demo.sh
 
 bench: build
-	bash contrib/bench.sh
+	bash contrib/bench/bench.sh
 
 # Installed files: $(BINDIR)/pooler, the two man pages, $(UNITDIR)/pooler.service with
 # the binary and config paths rewritten, and under $(DOCDIR) the sample config and the

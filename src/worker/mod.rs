@@ -1659,12 +1659,19 @@ impl Worker {
         };
         s.client = Some(cref);
         s.state = ServerState::Linked;
-        if let Some(sql) = crate::params::sync_sql(&c.params, &s.conn.params) {
-            self.scratch.clear();
-            protocol::query(&mut self.scratch, &sql);
-            s.outbuf.extend(&mut self.bufs, &self.scratch);
-            s.tracker.push(relay::Pending::Internal);
-            s.hold_client = true;
+        match crate::params::sync_sql(&c.params, &s.conn.params) {
+            Some(sql) => {
+                self.scratch.clear();
+                protocol::query(&mut self.scratch, &sql);
+                s.outbuf.extend(&mut self.bufs, &self.scratch);
+                s.tracker.push(relay::Pending::Internal);
+                s.hold_client = true;
+            }
+            // Equal sets: share the client's, so the next link with a client of the
+            // same kind compares one pointer instead of every setting. (None also
+            // means a server with reported settings the client lacks: keep those.)
+            None if s.conn.params == c.params => s.conn.params = c.params.clone(),
+            None => {}
         }
         self.relay_client(cref);
         self.flush_server(sref);

@@ -3,7 +3,7 @@
 memory line: prints "ready <logged-in>" once they are all in, then waits for stdin to
 close. Plain sockets and hashlib: nothing to install.
 
-usage: bench_idle.py HOST PORT USER PASSWORD DATABASE N
+usage: idle.py HOST PORT USER PASSWORD DATABASE N
 """
 
 import hashlib

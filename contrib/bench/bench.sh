@@ -28,7 +28,7 @@ IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
 BENCH_TARGETS=${BENCH_TARGETS:-pooler pgbouncer direct}
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
 pooler_bin=${BENCH_POOLER_BIN:-$target_dir/release/pooler}
 
@@ -482,7 +482,7 @@ idle_memory() { # target pid port -> "baseline-kB with-clients-kB logged-in"
     before=$(rss_kb "$2")
     rm -f "$fifo"
     mkfifo "$fifo"
-    python3 "$repo_root/contrib/bench_idle.py" 127.0.0.1 "$3" "$bench_user" "$bench_password" "$bench_db" "$IDLE_CLIENTS" <"$fifo" >"$out" 2>"$tmp/idle-$1.err" &
+    python3 "$repo_root/contrib/bench/idle.py" 127.0.0.1 "$3" "$bench_user" "$bench_password" "$bench_db" "$IDLE_CLIENTS" <"$fifo" >"$out" 2>"$tmp/idle-$1.err" &
     local holder=$!
     exec 3>"$fifo"
     for _ in $(seq 1 600); do
