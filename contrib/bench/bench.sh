@@ -415,7 +415,7 @@ port_of() {
 }
 
 mkdir -p "$tmp/runs"
-: >"$tmp/results"   # lines: workload-index target tps failed exit-status latency-ms cpu-ticks transactions
+: >"$tmp/results"   # lines: workload-index target tps failed exit-status latency-ms cpu-ticks transactions round
 want_workload() { [ -z "${BENCH_WORKLOADS:-}" ] || case " $BENCH_WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
@@ -464,7 +464,7 @@ for round in $(seq 1 "$ROUNDS"); do
             else
                 printf '\n'
             fi
-            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0}" >>"$tmp/results"
+            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0} $round" >>"$tmp/results"
             if [ "$target" = pooler ] && ! kill -0 "$pooler_pid" 2>/dev/null; then
                 say "bench: the pooler exited during this run; the end of its log:" >&2
                 tail -n 30 "$tmp/pooler.log" | sed 's/^/  /' >&2
@@ -514,6 +514,20 @@ median() { # workload-index target
 sum_failed() { awk -v w="$1" -v t="$2" '$1 == w && $2 == t { s += $4 } END { print s + 0 }' "$tmp/results"; }
 errored_runs() { awk -v w="$1" -v t="$2" '$1 == w && $2 == t && $5 != 0 { n++ } END { print n + 0 }' "$tmp/results"; }
 ratio() { if [ -n "$1" ] && [ -n "$2" ] && [ "$2" != 0 ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo n/a; fi; }
+# The ratio columns are the median of each round's ratio, not the ratio of the medians:
+# this machine's speed drifts by 10-20% over a run, and the runs of one round are
+# neighbours in time, so a round's ratio compares like with like.
+round_ratio() { # workload-index-a target-a workload-index-b target-b
+    awk -v wa="$1" -v a="$2" -v wb="$3" -v b="$4" '$1 == wa && $5 == 0 && $2 == a { x[$9] = $3 } $1 == wb && $5 == 0 && $2 == b { y[$9] = $3 }
+        END { for (r in x) if ((r in y) && y[r] > 0) print x[r] / y[r] }' "$tmp/results" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) printf "%.2f\n", v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# Latency one target adds over direct: the median of each round's difference.
+round_added() { # workload-index target
+    awk -v w="$1" -v a="$2" '$1 == w && $5 == 0 && $2 == a { x[$9] = $6 } $1 == w && $5 == 0 && $2 == "direct" { y[$9] = $6 }
+        END { for (r in x) if (r in y) print x[r] - y[r] }' "$tmp/results" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) printf "%+.3f ms\n", v[(NR + 1) / 2]; else printf "%+.3f ms\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 cell() { if [ -n "$1" ]; then echo "$1"; else echo n/a; fi; }
 
 say ""
@@ -531,7 +545,7 @@ for i in "${!workload_flags[@]}"; do
     want_target pgbouncer && mb=$(median "$i" pgbouncer)
     want_target direct && md=$(median "$i" direct)
     printf '| %-28s | %12s | %13s | %12s | %16s | %13s |\n' "${workload_labels[$i]}" \
-        "$(cell "$mp")" "$(cell "$mb")" "$(cell "$md")" "$(ratio "$mp" "$mb")" "$(ratio "$mp" "$md")"
+        "$(cell "$mp")" "$(cell "$mb")" "$(cell "$md")" "$(round_ratio "$i" pooler "$i" pgbouncer)" "$(round_ratio "$i" pooler "$i" direct)"
     for target in $BENCH_TARGETS; do
         f=$(sum_failed "$i" "$target")
         e=$(errored_runs "$i" "$target")
@@ -561,16 +575,13 @@ for i in "${!workload_labels[@]}"; do
 done
 say ""
 ld=$(median_of "$latency_index" direct 6)
-lp=$(median_of "$latency_index" pooler 6)
-lb=$(median_of "$latency_index" pgbouncer 6)
-added() { if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f ms", a - b }'; else echo n/a; fi; }
-say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$ld") ms; added by the pooler $(added "$lp" "$ld"), by PgBouncer $(added "$lb" "$ld")"
+say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$ld") ms; added by the pooler $(round_added "$latency_index" pooler), by PgBouncer $(round_added "$latency_index" pgbouncer) (medians of each round's difference)"
 cp=$(cpu_per_100k "$cpu_workload" pooler)
 cb=$(cpu_per_100k "$cpu_workload" pgbouncer)
 say "CPU per 100,000 transactions (${workload_labels[$cpu_workload]}, utime+stime): pooler $(cell "$cp") s, PgBouncer $(cell "$cb") s, pooler/PgBouncer $(ratio "$cp" "$cb")"
 w2=$(median "$cpu_workload" pooler)
 w1=$(median "$workers1_index" pooler)
-say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(ratio "$w2" "$w1")"
+say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(round_ratio "$cpu_workload" pooler "$workers1_index" pooler)"
 say "-M prepared: PgBouncer 1.18 cannot keep prepared statements in transaction mode, so its cell is n/a"
 idle_line() { # name "before after n"
     # shellcheck disable=SC2086 # the three numbers are words on purpose
