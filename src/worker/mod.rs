@@ -732,6 +732,14 @@ impl Worker {
                 continue;
             }
             entry.insert(client);
+            // Its first bytes are usually in already (TCP_DEFER_ACCEPT): read them in
+            // this round of the loop rather than after another epoll_wait.
+            if matches!(self.listeners.get(li), Some(Some(Listener::Tcp(_)))) {
+                if let Some(c) = self.clients.get_mut(index) {
+                    c.readable = true;
+                }
+                self.deferred_clients.push(ConnRef { index, generation });
+            }
         }
     }
 
