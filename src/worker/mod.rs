@@ -1735,6 +1735,13 @@ impl Worker {
                 return;
             }
         }
+        // A parked server is taken back without a look at its socket, so it must not
+        // go to the pool with bytes unread: when the last read filled the buffer there
+        // may be some (an asynchronous NOTICE or NOTIFY after ReadyForQuery).
+        if server_at!(self, sref).is_some_and(|s| s.readable && !s.conn.stream.is_quiet()) {
+            self.close_server(sref, "unexpected bytes at release");
+            return;
+        }
         let Some(conn) = self.park_server(sref) else {
             return;
         };
