@@ -28,7 +28,7 @@ ifneq ($(wildcard $(PG_BINDIR)/initdb),)
 export PATH := $(PG_BINDIR):$(PATH)
 endif
 
-SHELL_SCRIPTS = .ci/run contrib/demo.sh contrib/bench/bench.sh contrib/debian/mkdeb.sh \
+SHELL_SCRIPTS = .ci/run contrib/lib.sh contrib/demo.sh contrib/bench/bench.sh contrib/debian/mkdeb.sh \
 		contrib/debian/postinst contrib/debian/prerm contrib/debian/postrm
 MAN_PAGES     = man/pooler.1 man/pooler.conf.5
 

@@ -12,30 +12,14 @@
 set -euo pipefail
 
 DEMO_PORT=${DEMO_PORT:-6432}
-PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
-
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
 pooler_bin=${POOLER_BIN:-$target_dir/release/pooler}
 
-# Debian keeps initdb and pg_ctl out of PATH.
-if [ -d "$PG_BINDIR" ]; then
-    PATH="$PG_BINDIR:$PATH"
-fi
-
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
-is_root() { [ "$(id -u)" = 0 ]; }
-
-# initdb and pg_ctl refuse to run as root.
-as_pg() {
-    if is_root; then
-        runuser -u postgres -- "$@"
-    else
-        "$@"
-    fi
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck disable=SC2034 # read by contrib/lib.sh
+script_name=demo
+# shellcheck source=contrib/lib.sh
+. "$repo_root/contrib/lib.sh"
 
 for tool in initdb pg_ctl psql; do
     command -v "$tool" >/dev/null || die "$tool not found (install postgresql-15 and postgresql-client-15, or set PG_BINDIR)"

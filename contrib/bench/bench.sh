@@ -26,16 +26,14 @@ SCALE=${SCALE:-10}
 POOL_SIZE=${POOL_SIZE:-20}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
 BENCH_TARGETS=${BENCH_TARGETS:-pooler pgbouncer direct}
-PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
-
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$repo_root/target}
 pooler_bin=${BENCH_POOLER_BIN:-$target_dir/release/pooler}
 
-# Debian keeps initdb and pg_ctl out of PATH.
-if [ -d "$PG_BINDIR" ]; then
-    PATH="$PG_BINDIR:$PATH"
-fi
+# shellcheck disable=SC2034 # read by contrib/lib.sh
+script_name=bench
+# shellcheck source=contrib/lib.sh
+. "$repo_root/contrib/lib.sh"
 
 # One user and password for every target, md5 everywhere: the poolers challenge clients
 # with md5 and PostgreSQL stores md5 (password_encryption below), so direct runs pay the
@@ -88,20 +86,6 @@ cpu_workload=1
 aq_user=bench_aq_user
 
 say() { printf '%s\n' "$*"; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-
-is_root() { [ "$(id -u)" = 0 ]; }
-
-# initdb, pg_ctl and pgbouncer refuse to run as root.
-as_pg() {
-    if is_root; then
-        runuser -u postgres -- "$@"
-    else
-        "$@"
-    fi
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Sets $port to a free TCP port on 127.0.0.1. Below the kernel's ephemeral range
 # (32768+ here), where a client socket of an earlier run could still hold a port, and
@@ -315,6 +299,18 @@ EOF
 fi
 
 # ---------------------------------------------------------------- pooler process
+# Starts another pooler NAME from pooler.conf with the [pooler] lines EXTRA added, on a
+# port of its own; sets $port and $variant_pid.
+start_variant() { # name extra-lines
+    pick_port
+    awk -v port="$port" -v extra="$2" '/^listen_port = / { print "listen_port = " port; next }
+        { print } /^log_level = / { print extra }' "$tmp/pooler.conf" >"$tmp/$1.conf"
+    say "starting the $1 pooler on 127.0.0.1:$port ..."
+    "$pooler_bin" -c "$tmp/$1.conf" >"$tmp/$1.log" 2>&1 &
+    variant_pid=$!
+    wait_ready pooler "$port" "$variant_pid" "$tmp/$1.log"
+}
+
 pooler_port=""
 if want_target pooler; then
     pick_port
@@ -355,35 +351,19 @@ EOF
     pooler_pid=$!
     wait_ready pooler "$pooler_port" "$pooler_pid" "$tmp/pooler.log"
 
-    pick_port
-    guarded_port=$port
-    sed -e "s/^listen_port = .*/listen_port = $guarded_port/" \
-        -e '/^log_level = /a\
-query_timeout = "30s"\
-max_result_rows = 100000\
-max_result_bytes = 104857600\
-deny_statements = ["ALTER SYSTEM", "DROP DATABASE", "COPY ... PROGRAM", "LOAD"]\
-read_only = true\
-max_client_conn_per_addr = 1000\
-connect_rate_per_addr = 1000000\
-connect_burst_per_addr = 1000000\
-trusted_addrs = ["10.255.255.0/24"]' \
-        "$tmp/pooler.conf" >"$tmp/guarded.conf"
-    say "starting the guarded pooler on 127.0.0.1:$guarded_port ..."
-    "$pooler_bin" -c "$tmp/guarded.conf" >"$tmp/guarded.log" 2>&1 &
-    guarded_pid=$!
-    wait_ready pooler "$guarded_port" "$guarded_pid" "$tmp/guarded.log"
-
-    pick_port
-    workers1_port=$port
-    sed -e "s/^listen_port = .*/listen_port = $workers1_port/" \
-        -e '/^log_level = /a\
-workers = 1' \
-        "$tmp/pooler.conf" >"$tmp/workers1.conf"
-    say "starting the one-worker pooler on 127.0.0.1:$workers1_port ..."
-    "$pooler_bin" -c "$tmp/workers1.conf" >"$tmp/workers1.log" 2>&1 &
-    workers1_pid=$!
-    wait_ready pooler "$workers1_port" "$workers1_pid" "$tmp/workers1.log"
+    # A second pooler with every guardrail configured (limits high enough never to act).
+    start_variant guarded 'query_timeout = "30s"
+max_result_rows = 100000
+max_result_bytes = 104857600
+deny_statements = ["ALTER SYSTEM", "DROP DATABASE", "COPY ... PROGRAM", "LOAD"]
+read_only = true
+max_client_conn_per_addr = 1000
+connect_rate_per_addr = 1000000
+connect_burst_per_addr = 1000000
+trusted_addrs = ["10.255.255.0/24"]'
+    guarded_port=$port guarded_pid=$variant_pid
+    start_variant workers1 'workers = 1'
+    workers1_port=$port workers1_pid=$variant_pid
 fi
 
 # ---------------------------------------------------------------- the runs

@@ -626,16 +626,7 @@ pub fn backend_seeds() -> Vec<Vec<u8>> {
     let row = msg(b'D', |m| m.i16(1).i32(1).bytes(b"1"));
     let rfq = msg(b'Z', |m| m.u8(b'I'));
     let rfq_t = msg(b'Z', |m| m.u8(b'T'));
-    let rowdesc = msg(b'T', |m| {
-        m.i16(1)
-            .cstr("a_rather_long_column_name")
-            .i32(0)
-            .i16(0)
-            .i32(23)
-            .i16(4)
-            .i32(-1)
-            .i16(0)
-    });
+    let rowdesc = int4_row_description();
     let cc = |t: &str| msg(b'C', |m| m.cstr(t));
     let ps = msg(b'S', |m| m.cstr("TimeZone").cstr("Europe/Paris"));
     let notice = msg(b'N', |m| {
@@ -785,9 +776,9 @@ fn record(op: u8, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn session_seeds() -> Vec<Vec<u8>> {
-    let rfq = msg(b'Z', |m| m.u8(b'I'));
-    let rowdesc = msg(b'T', |m| {
+/// RowDescription of one int4 column with a long name (so it can arrive in pieces).
+fn int4_row_description() -> Vec<u8> {
+    msg(b'T', |m| {
         m.i16(1)
             .cstr("a_rather_long_column_name")
             .i32(0)
@@ -796,7 +787,12 @@ pub fn session_seeds() -> Vec<Vec<u8>> {
             .i16(4)
             .i32(-1)
             .i16(0)
-    });
+    })
+}
+
+pub fn session_seeds() -> Vec<Vec<u8>> {
+    let rfq = msg(b'Z', |m| m.u8(b'I'));
+    let rowdesc = int4_row_description();
     let row = msg(b'D', |m| m.i16(1).i32(1).bytes(b"1"));
     let mut out = Vec::new();
     // Prepare, then reuse the statement in a pipeline after a Describe; the server's

@@ -1115,17 +1115,12 @@ impl Pooler {
 
     /// The pooler's resident memory (VmRSS), in kB.
     pub fn rss_kb(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        rss_kb(self.pid())
     }
 
     /// How many file descriptors the pooler has open.
     pub fn open_fds(&self) -> usize {
-        fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+        fd_count(self.pid())
     }
 
     pub fn log(&self) -> String {
@@ -1286,6 +1281,26 @@ impl Drop for Pooler {
             }
         }
     }
+}
+
+/// VmRSS of `pid` in kB (0 once the process is gone).
+pub fn rss_kb(pid: i32) -> u64 {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+/// A kB figure from /proc/PID/status (VmRSS:, VmHWM:, ...), 0 when unreadable.
+pub fn proc_status_kb(pid: i32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// Which standard secret, if any, `text` contains: the roles' passwords, the md5 hash

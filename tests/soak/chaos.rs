@@ -318,16 +318,7 @@ fn nothing_lost_or_duplicated() {
 
     // The pool is clean once the clients are gone: no backend left inside
     // a transaction, and a new client works.
-    let clean = poll(Duration::from_secs(5), || {
-        let n = c.count(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' \
-                 AND state LIKE 'idle in transaction%'"
-            ),
-        );
-        (n == 0).then_some(())
-    });
+    let clean = wait_until_no_backend_idle_in_transaction(&role);
     let late = Conn::login(p.port, &role, "postgres", Some(&role), REPLY_TIMEOUT)
         .and_then(|mut l| l.query("SELECT 1"));
     let rss1 = rss_kb(pid);

@@ -383,16 +383,7 @@ fn terminate_backend_mid_transaction() {
         "10,11,100,101,102,103,104,105"
     );
     drop((a, b, idle, fresh));
-    let stuck = poll(Duration::from_secs(5), || {
-        let n = c.count(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' \
-                 AND state LIKE 'idle in transaction%'"
-            ),
-        );
-        (n == 0).then_some(())
-    });
+    let stuck = wait_until_no_backend_idle_in_transaction(&role);
     assert!(
         stuck.is_some(),
         "a server of the pool stays in a transaction{}",
@@ -405,13 +396,97 @@ fn terminate_backend_mid_transaction() {
     );
 }
 
-/// One login attempt while PostgreSQL is down: how long it took and how it
+type Attempt = (Duration, Result<(), Fail>);
+
+/// One login and `SELECT 1` through the pooler to `db`: how long it took and how it
 /// ended.
-fn login_attempt(port: u16) -> (Duration, Result<(), Fail>) {
+fn login_attempt(port: u16, db: &str) -> Attempt {
     let started = Instant::now();
-    let r = Conn::login(port, USER, "postgres", Some(PW), Duration::from_secs(15))
+    let r = Conn::login(port, USER, db, Some(PW), Duration::from_secs(30))
         .and_then(|mut c| c.query("SELECT 1").map(|_| ()));
     (started.elapsed(), r)
+}
+
+/// `per_thread` login attempts on each of `threads` threads at once.
+fn attempts_at_once(
+    p: &Pooler,
+    db: &'static str,
+    threads: usize,
+    per_thread: usize,
+) -> Vec<Attempt> {
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let port = p.port;
+            spawn(move || {
+                (0..per_thread)
+                    .map(|_| login_attempt(port, db))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for rx in handles {
+        all.extend(
+            rx.recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("login attempts hang{}", p.ctx())),
+        );
+    }
+    all
+}
+
+/// Reports how the attempts ended, by kind, and the shortest and longest.
+fn report_attempts(s: &Soak, all: &[Attempt], what: &str) {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, r) in all {
+        let k = match r {
+            Ok(()) => "logged in and queried (?!)".to_string(),
+            Err(f) => f.kind(),
+        };
+        *kinds.entry(k).or_default() += 1;
+    }
+    let max = all.iter().map(|a| a.0).max().unwrap_or_default();
+    let min = all.iter().map(|a| a.0).min().unwrap_or_default();
+    s.report(&format!("{what}: each took {} to {}", secs(min), secs(max)));
+    for (k, n) in &kinds {
+        s.report(&format!("  {n} x {k}"));
+    }
+}
+
+/// Every attempt failed with 08006 within 5 s (server_connect_timeout = 2 s), and the
+/// pooler's memory and descriptors stayed flat over them.
+fn assert_failed_cleanly(
+    all: &[Attempt],
+    against: &str,
+    rss: (u64, u64),
+    fds: (usize, usize),
+    ctx: &str,
+) {
+    for (took, r) in all {
+        match r {
+            Err(Fail::Error(m)) => assert_eq!(
+                m.sqlstate().as_deref(),
+                Some("08006"),
+                "a login failed with {m}{ctx}"
+            ),
+            Err(f) => panic!("a login failed without an ErrorResponse: {f:?}{ctx}"),
+            Ok(()) => panic!("a login and query succeeded {against}{ctx}"),
+        }
+        assert!(
+            *took < Duration::from_secs(5),
+            "a login took {took:?} to fail (server_connect_timeout = 2s){ctx}"
+        );
+    }
+    let ((rss1, rss2), (fds1, fds2)) = (rss, fds);
+    assert!(
+        rss2 <= rss1 + 2048,
+        "RSS grew from {rss1} kB to {rss2} kB over {} failed logins{ctx}",
+        all.len()
+    );
+    assert!(
+        fds2 <= fds1,
+        "descriptors grew from {fds1} to {fds2} over {} failed logins{ctx}",
+        all.len()
+    );
 }
 
 /// PostgreSQL is down and the pool empty: every new login through the pooler
@@ -434,53 +509,27 @@ fn postgres_unreachable() {
 
     pg_stop_fast();
     // Warm-up: one-time allocations (log buffers, pool state) come first.
-    let mut all = Vec::new();
-    for _ in 0..20 {
-        all.push(login_attempt(p.port));
-    }
+    let mut all: Vec<Attempt> = (0..20).map(|_| login_attempt(p.port, "postgres")).collect();
     let (rss1, fds1) = (rss_kb(pid), fd_count(pid));
     let t = Instant::now();
-    let threads: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let port = p.port;
-            spawn(move || {
-                (0..ATTEMPTS / THREADS)
-                    .map(|_| login_attempt(port))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    for rx in threads {
-        all.extend(
-            rx.recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("login attempts hang{}", p.ctx())),
-        );
-    }
+    all.extend(attempts_at_once(
+        &p,
+        "postgres",
+        THREADS,
+        ATTEMPTS / THREADS,
+    ));
     let loop_time = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let (rss2, fds2) = (rss_kb(pid), fd_count(pid));
-
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, r) in &all {
-        let k = match r {
-            Ok(()) => "logged in and queried (?!)".to_string(),
-            Err(f) => f.kind(),
-        };
-        *kinds.entry(k).or_default() += 1;
-    }
-    let max = all.iter().map(|a| a.0).max().unwrap();
-    let min = all.iter().map(|a| a.0).min().unwrap();
-    s.report(&format!(
-        "{} login attempts with PostgreSQL down ({ATTEMPTS} of them in {} on {THREADS} \
-         threads): each took {} to {}",
-        all.len(),
-        secs(loop_time),
-        secs(min),
-        secs(max)
-    ));
-    for (k, n) in &kinds {
-        s.report(&format!("  {n} x {k}"));
-    }
+    report_attempts(
+        &s,
+        &all,
+        &format!(
+            "{} login attempts with PostgreSQL down ({ATTEMPTS} of them in {} on {THREADS} threads)",
+            all.len(),
+            secs(loop_time)
+        ),
+    );
     s.report(&format!(
         "pooler RSS {rss0} kB at start, {rss1} kB after 20 attempts, {rss2} kB after \
          {ATTEMPTS} more ({:+} kB); fds {fds0} / {fds1} / {fds2}",
@@ -501,28 +550,12 @@ fn postgres_unreachable() {
 
     let ctx = p.ctx();
     assert!(p.is_running() && p.pid() == pid, "the pooler died{ctx}");
-    for (took, r) in &all {
-        match r {
-            Err(Fail::Error(m)) => assert_eq!(
-                m.sqlstate().as_deref(),
-                Some("08006"),
-                "a login failed with {m}{ctx}"
-            ),
-            Err(f) => panic!("a login failed without an ErrorResponse: {f:?}{ctx}"),
-            Ok(()) => panic!("a login and query succeeded with PostgreSQL down{ctx}"),
-        }
-        assert!(
-            *took < Duration::from_secs(5),
-            "a login took {took:?} to fail (server_connect_timeout = 2s){ctx}"
-        );
-    }
-    assert!(
-        rss2 <= rss1 + 2048,
-        "RSS grew from {rss1} kB to {rss2} kB over {ATTEMPTS} failed logins{ctx}"
-    );
-    assert!(
-        fds2 <= fds1,
-        "descriptors grew from {fds1} to {fds2} over {ATTEMPTS} failed logins{ctx}"
+    assert_failed_cleanly(
+        &all,
+        "with PostgreSQL down",
+        (rss1, rss2),
+        (fds1, fds2),
+        &ctx,
     );
     assert!(
         ok.is_some(),
@@ -550,57 +583,23 @@ fn server_black_holed() {
     let mut p = Pooler::start(&cfg);
     p.set_watchdog(Duration::from_secs(300));
     let pid = p.pid();
-    let attempt = |port: u16| {
-        let started = Instant::now();
-        let r = Conn::login(port, USER, "hole", Some(PW), Duration::from_secs(30))
-            .and_then(|mut c| c.query("SELECT 1").map(|_| ()));
-        (started.elapsed(), r)
-    };
     // Warm-up round, then the measured ones.
-    let mut all = Vec::new();
-    let round = |all: &mut Vec<(Duration, Result<(), Fail>)>, per_thread: usize| {
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let port = p.port;
-                spawn(move || (0..per_thread).map(|_| attempt(port)).collect::<Vec<_>>())
-            })
-            .collect();
-        for rx in threads {
-            all.extend(
-                rx.recv_timeout(Duration::from_secs(120))
-                    .unwrap_or_else(|_| panic!("login attempts hang{}", p.ctx())),
-            );
-        }
-    };
-    round(&mut all, 1);
+    let mut all = attempts_at_once(&p, "hole", THREADS, 1);
     let (rss1, fds1) = (rss_kb(pid), fd_count(pid));
     let t = Instant::now();
-    round(&mut all, ATTEMPTS / THREADS);
+    all.extend(attempts_at_once(&p, "hole", THREADS, ATTEMPTS / THREADS));
     let loop_time = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let (rss2, fds2) = (rss_kb(pid), fd_count(pid));
-
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, r) in &all {
-        let k = match r {
-            Ok(()) => "logged in and queried (?!)".to_string(),
-            Err(f) => f.kind(),
-        };
-        *kinds.entry(k).or_default() += 1;
-    }
-    let max = all.iter().map(|a| a.0).max().unwrap();
-    let min = all.iter().map(|a| a.0).min().unwrap();
-    s.report(&format!(
-        "{} login attempts against a black-holed server, {THREADS} at a time \
-         ({ATTEMPTS} of them in {}): each took {} to {}",
-        all.len(),
-        secs(loop_time),
-        secs(min),
-        secs(max)
-    ));
-    for (k, n) in &kinds {
-        s.report(&format!("  {n} x {k}"));
-    }
+    report_attempts(
+        &s,
+        &all,
+        &format!(
+            "{} login attempts against a black-holed server, {THREADS} at a time ({ATTEMPTS} of them in {})",
+            all.len(),
+            secs(loop_time)
+        ),
+    );
     s.report(&format!(
         "pooler RSS {rss1} kB after the first {THREADS} attempts, {rss2} kB after \
          {ATTEMPTS} more ({:+} kB); fds {fds1} / {fds2}",
@@ -609,28 +608,12 @@ fn server_black_holed() {
 
     let ctx = p.ctx();
     assert!(p.is_running() && p.pid() == pid, "the pooler died{ctx}");
-    for (took, r) in &all {
-        match r {
-            Err(Fail::Error(m)) => assert_eq!(
-                m.sqlstate().as_deref(),
-                Some("08006"),
-                "a login failed with {m}{ctx}"
-            ),
-            Err(f) => panic!("a login failed without an ErrorResponse: {f:?}{ctx}"),
-            Ok(()) => panic!("a login and query succeeded against a black hole{ctx}"),
-        }
-        assert!(
-            *took < Duration::from_secs(5),
-            "a login took {took:?} to fail (server_connect_timeout = 2s){ctx}"
-        );
-    }
-    assert!(
-        rss2 <= rss1 + 2048,
-        "RSS grew from {rss1} kB to {rss2} kB over {ATTEMPTS} failed logins{ctx}"
-    );
-    assert!(
-        fds2 <= fds1,
-        "descriptors grew from {fds1} to {fds2} over {ATTEMPTS} failed logins{ctx}"
+    assert_failed_cleanly(
+        &all,
+        "against a black hole",
+        (rss1, rss2),
+        (fds1, fds2),
+        &ctx,
     );
     assert!(panics_in(&p.log()).is_empty(), "the pooler panicked{ctx}");
     // The black hole does not affect the pool of a working database.

@@ -264,18 +264,7 @@ fn ten_thousand_clients() {
         last.hwm,
         figures.iter().map(|f| f.rss_after).collect::<Vec<_>>()
     );
-    let mut late = Conn::login(
-        p.port,
-        TRUST_USER,
-        "postgres",
-        None,
-        Duration::from_secs(10),
-    )
-    .unwrap_or_else(|f| panic!("a login after the crowd: {f:?}{ctx}"));
-    assert_eq!(
-        late.query("SELECT 1").unwrap().value().as_deref(),
-        Some("1")
-    );
+    assert_a_late_login_works(&p, "the crowd", &ctx);
 }
 
 /// How one connection attempt of the storm ended.
@@ -432,6 +421,11 @@ fn connection_storm() {
         back.is_some(),
         "fds did not come back to about {fds0}: {fds_after}{ctx}"
     );
+    assert_a_late_login_works(&p, "the storm", &ctx);
+}
+
+/// A new client logs in and runs `SELECT 1` once the load is over.
+fn assert_a_late_login_works(p: &Pooler, after: &str, ctx: &str) {
     let mut late = Conn::login(
         p.port,
         TRUST_USER,
@@ -439,9 +433,9 @@ fn connection_storm() {
         None,
         Duration::from_secs(10),
     )
-    .unwrap_or_else(|f| panic!("a login after the storm: {f:?}{ctx}"));
-    assert_eq!(
-        late.query("SELECT 1").unwrap().value().as_deref(),
-        Some("1")
-    );
+    .unwrap_or_else(|f| panic!("a login after {after}: {f:?}{ctx}"));
+    let answer = late
+        .query("SELECT 1")
+        .unwrap_or_else(|f| panic!("SELECT 1 after {after}: {f:?}{ctx}"));
+    assert_eq!(answer.value().as_deref(), Some("1"), "{ctx}");
 }

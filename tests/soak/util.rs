@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::harness::{cluster, poll, NoTls};
+use crate::harness::{cluster, poll, proc_status_kb, NoTls};
+pub use crate::harness::{fd_count, rss_kb};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -166,28 +167,24 @@ pub fn ensure_pg_running() {
 // Process figures
 // ---------------------------------------------------------------------------
 
-/// VmRSS of `pid` in kB (0 once the process is gone).
-pub fn rss_kb(pid: i32) -> u64 {
-    status_field(pid, "VmRSS:")
+/// Waits up to 5 s until no backend of `role` is idle in a transaction (what a
+/// server returned dirty to the pool would show); None if one stays.
+pub fn wait_until_no_backend_idle_in_transaction(role: &str) -> Option<()> {
+    poll(Duration::from_secs(5), || {
+        let n = cluster().count(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' \
+                 AND state LIKE 'idle in transaction%'"
+            ),
+        );
+        (n == 0).then_some(())
+    })
 }
 
 /// VmHWM (peak resident set) of `pid` in kB.
 pub fn hwm_kb(pid: i32) -> u64 {
-    status_field(pid, "VmHWM:")
-}
-
-fn status_field(pid: i32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Open file descriptors of `pid`.
-pub fn fd_count(pid: i32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    proc_status_kb(pid, "VmHWM:")
 }
 
 /// (soft, hard) "Max open files" of `pid` from /proc/PID/limits.
