@@ -56,6 +56,7 @@ workload_labels=(
     "-S -M prepared -c 64"
     "-S -M simple   -c 1"
     "-S -M simple -c 64 workers=1"
+    "-S -M simple -c 64 unix-pg"
 )
 workload_flags=(
     "-S -M simple -c 16"
@@ -70,6 +71,7 @@ workload_flags=(
     "-S -M prepared -c 64"
     "-S -M simple -c 1"
     "-S -M simple -c 64"
+    "-S -M simple -c 64"
 )
 # The last workload logs in users that only PostgreSQL knows (auth_query, cached
 # after the first login, server_user pool): the pooler alone, beside the static-user
@@ -80,7 +82,10 @@ workload_flags=(
 # "prepared" runs everywhere but in PgBouncer 1.18, which cannot keep prepared statements
 # in transaction mode. "workers1" is a third pooler with workers = 1, for the workers = 2
 # vs 1 line under the table. The -c 1 row gives the latency line.
-workload_dbs=(bench bench bench bench bench bench_aq guarded guarded guarded prepared bench workers1)
+# "unix-pg": both poolers reach PostgreSQL over its Unix socket instead of loopback
+# TCP (clients still come over TCP), as when the pooler runs on the database host; direct
+# pgbench has no server side to change, so its cell reads n/a.
+workload_dbs=(bench bench bench bench bench bench_aq guarded guarded guarded prepared bench workers1 unix)
 # The workload whose runs the CPU line reports.
 cpu_workload=1
 aq_user=bench_aq_user
@@ -220,8 +225,9 @@ cat >>"$tmp/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $pg_port
 unix_socket_directories = '$tmp/sock'
-# direct runs open 64 connections, each pool 20, plus psql and headroom
-max_connections = 200
+# direct runs open 64 connections, each pool 20 (the pooler has 5, PgBouncer 2), plus
+# psql and headroom
+max_connections = 300
 shared_buffers = 256MB
 password_encryption = md5
 # a benchmark of the relay, not of the disk
@@ -273,6 +279,7 @@ if want_target pgbouncer; then
     cat >"$tmp/pgbouncer.ini" <<EOF
 [databases]
 $bench_db = host=127.0.0.1 port=$pg_port dbname=$bench_db
+bench_unix = host=$tmp/sock port=$pg_port dbname=$bench_db
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -331,6 +338,12 @@ host = "127.0.0.1"
 port = $pg_port
 pool_size = $POOL_SIZE
 
+[databases.bench_unix]
+host = "$tmp/sock"
+port = $pg_port
+dbname = "$bench_db"
+pool_size = $POOL_SIZE
+
 [databases.bench_aq]
 host = "127.0.0.1"
 port = $pg_port
@@ -386,6 +399,23 @@ cpu_ticks() {
     fi
 }
 
+# CPU of PostgreSQL's processes in clock ticks: the postmaster's own and that of its
+# children already reaped (a -C run's direct backends), plus every live child's.
+pg_cpu_ticks() {
+    local pm
+    pm=$(head -n 1 "$tmp/data/postmaster.pid" 2>/dev/null) || pm=""
+    [ -n "$pm" ] || { echo 0; return; }
+    # Processes may end between the glob and the read; drop the command name (it may
+    # hold spaces) so that the fields count from the state: ppid $3, utime $13 ...
+    cat /proc/[0-9]*/stat 2>/dev/null | sed 's/^\([0-9]*\) (.*) /\1 /' |
+        awk -v pm="$pm" '$1 == pm { s += $13 + $14 + $15 + $16 } $3 == pm { s += $13 + $14 } END { print s + 0 }'
+}
+# CPU of this shell's reaped children (pgbench, run in the foreground) in clock ticks.
+children_cpu_ticks() { sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }'; }
+# The machine's busy and idle clock ticks over all cores (idle counts iowait and the
+# time the hypervisor stole, which no process here could use either).
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 + $9; exit }' /proc/stat; }
+
 port_of() {
     case "$1" in
         pooler) echo "$pooler_port" ;;
@@ -396,6 +426,7 @@ port_of() {
 
 mkdir -p "$tmp/runs"
 : >"$tmp/results"   # lines: workload-index target tps failed exit-status latency-ms cpu-ticks transactions round
+#                         postgres-ticks pgbench-ticks machine-busy-ticks machine-idle-ticks
 want_workload() { [ -z "${BENCH_WORKLOADS:-}" ] || case " $BENCH_WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
@@ -416,23 +447,33 @@ for round in $(seq 1 "$ROUNDS"); do
                     [ "$target" = pooler ] || continue
                     db=$bench_db port=$workers1_port pid=$workers1_pid
                     ;;
+                unix)
+                    [ "$target" != direct ] || continue
+                    db=bench_unix
+                    ;;
                 *)
                     [ "$target" = pooler ] || continue
                     user=$aq_user
                     ;;
             esac
-            ticks0=$(cpu_ticks "$pid")
+            # The readings before pgbench come last and those after it first, so the
+            # reaped-children figure holds pgbench and not the readers themselves.
+            ticks0=$(cpu_ticks "$pid") pg0=$(pg_cpu_ticks)
+            read -r busy0 idle0 < <(machine_ticks)
+            bench0=$(children_cpu_ticks)
             log="$tmp/runs/r$round-w$i-$target.log"
             rc=0
             # shellcheck disable=SC2086 # the flags are words on purpose
             pgbench -n -j 2 -T "$DURATION" ${workload_flags[$i]} \
                 -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$log" 2>&1 || rc=$?
+            bench_ticks=$(( $(children_cpu_ticks) - bench0 ))
+            read -r busy1 idle1 < <(machine_ticks)
+            ticks=$(( $(cpu_ticks "$pid") - ticks0 )) pg_ticks=$(( $(pg_cpu_ticks) - pg0 ))
             # PG 15 prints one tps line: "tps = N (without initial connection time)", or with
             # -C "tps = N (including reconnection times)", which counts the connection set-up
             # that -C is meant to measure. Either way it is the one line starting "tps = ".
             tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | tail -n 1)
             failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
-            ticks=$(( $(cpu_ticks "$pid") - ticks0 ))
             latency=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | tail -n 1)
             xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
             tps=${tps:-0}
@@ -444,7 +485,7 @@ for round in $(seq 1 "$ROUNDS"); do
             else
                 printf '\n'
             fi
-            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0} $round" >>"$tmp/results"
+            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0} $round $pg_ticks $bench_ticks $((busy1 - busy0)) $((idle1 - idle0))" >>"$tmp/results"
             if [ "$target" = pooler ] && ! kill -0 "$pooler_pid" 2>/dev/null; then
                 say "bench: the pooler exited during this run; the end of its log:" >&2
                 tail -n 30 "$tmp/pooler.log" | sed 's/^/  /' >&2
@@ -547,12 +588,41 @@ cpu_per_100k() { # workload-index target -> seconds
 }
 latency_index=""
 workers1_index=""
+connect_index=""
 for i in "${!workload_labels[@]}"; do
     case "${workload_labels[$i]}" in
         *"-c 1") latency_index=$i ;;
         *"workers=1") workers1_index=$i ;;
+        "-S -C          -c 16") connect_index=$i ;;
     esac
 done
+# Where the machine's time went per transaction over a workload's runs against one
+# target, in µs: "pooler postgres pgbench rest idle total", total being cores x wall
+# clock. The pooler's CPU is what it costs itself; PostgreSQL's and pgbench's set the
+# most a pooler could gain by costing less.
+time_split() { # workload-index target
+    awk -v w="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" '$1 == w && $2 == t && $5 == 0 && NF >= 13 {
+            p += $7; g += $10; b += $11; busy += $12; idle += $13; n += $8 }
+        END { if (n > 0) { f = 1e6 / hz / n
+            printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", p * f, g * f, b * f, (busy - p - g - b) * f, idle * f, (busy + idle) * f } }' "$tmp/results"
+}
+# The split of both poolers side by side, what a pooler that cost nothing could reach,
+# and what the issue's target ratio would ask of the pooler's own CPU.
+say_time_split() { # workload-index target-ratio
+    local sp sb
+    sp=$(time_split "$1" pooler)
+    sb=$(time_split "$1" pgbouncer)
+    [ -n "$sp" ] && [ -n "$sb" ] || return 0
+    awk -v label="${workload_labels[$1]}" -v want="$2" -v cores="$(nproc)" -v sp="$sp" -v sb="$sb" 'BEGIN {
+        split(sp, p, " "); split(sb, b, " ")
+        printf "machine time per transaction (%s, %d cores x wall clock, µs): pooler run %d = pooler %d + PostgreSQL %d + pgbench %d + rest %d + idle %d; PgBouncer run %d = PgBouncer %d + PostgreSQL %d + pgbench %d + rest %d + idle %d\n",
+            label, cores, p[6], p[1], p[2], p[3], p[4], p[5], b[6], b[1], b[2], b[3], b[4], b[5]
+        others = p[2] + p[3] + p[4]
+        if (others > 0)
+            printf "  a pooler costing no CPU and leaving no core idle would reach at most %.2f x PgBouncer'"'"'s TPS here; %.2f x needs the pooler at <= %d µs per transaction (it spent %d)\n",
+                b[6] / others, want, b[6] / want - others, p[1]
+    }'
+}
 say ""
 ld=$(median_of "$latency_index" direct 6)
 say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$ld") ms; added by the pooler $(round_added "$latency_index" pooler), by PgBouncer $(round_added "$latency_index" pgbouncer) (medians of each round's difference)"
@@ -561,6 +631,8 @@ cb=$(cpu_per_100k "$cpu_workload" pgbouncer)
 say "CPU per 100,000 transactions (${workload_labels[$cpu_workload]}, utime+stime): pooler $(cell "$cp") s, PgBouncer $(cell "$cb") s, pooler/PgBouncer $(ratio "$cp" "$cb")"
 w2=$(median "$cpu_workload" pooler)
 w1=$(median "$workers1_index" pooler)
+say_time_split "$cpu_workload" 1.15
+[ -z "$connect_index" ] || say_time_split "$connect_index" 1.2
 say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(round_ratio "$cpu_workload" pooler "$workers1_index" pooler)"
 say "-M prepared: PgBouncer 1.18 cannot keep prepared statements in transaction mode, so its cell is n/a"
 idle_line() { # name "before after n"
