@@ -144,7 +144,6 @@ impl Snapshot {
         }
         let client_tls = client_tls_of(&config)?;
         let server_tls = server_tls_of(&config)?;
-        let auth_queries = auth_queries_of(&config, previous)?;
         let hba = match config.pooler.auth_type {
             AuthType::Hba => Some(Arc::new(
                 HbaRules::load(&relative_to_config(&config, &config.pooler.hba_file))
@@ -162,6 +161,9 @@ impl Snapshot {
                 statement_rules.insert(name.clone(), Arc::new(rules));
             }
         }
+        // Last: it starts executor threads, which a config failing any check above
+        // would only have to stop again.
+        let auth_queries = auth_queries_of(&config, previous)?;
         Ok(Snapshot {
             client_tls,
             server_tls,

@@ -543,11 +543,11 @@ round_ratio() { # workload-index-a target-a workload-index-b target-b
         END { for (r in x) if ((r in y) && y[r] > 0) print x[r] / y[r] }' "$tmp/results" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) printf "%.2f\n", v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-# Latency one target adds over direct: the median of each round's difference.
+# Latency one target adds over direct in ms: the median of each round's difference.
 round_added() { # workload-index target
     awk -v w="$1" -v a="$2" '$1 == w && $5 == 0 && $2 == a { x[$9] = $6 } $1 == w && $5 == 0 && $2 == "direct" { y[$9] = $6 }
         END { for (r in x) if (r in y) print x[r] - y[r] }' "$tmp/results" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) printf "%+.3f ms\n", v[(NR + 1) / 2]; else printf "%+.3f ms\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) printf "%+.3f\n", v[(NR + 1) / 2]; else printf "%+.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 cell() { if [ -n "$1" ]; then echo "$1"; else echo n/a; fi; }
 
@@ -625,7 +625,9 @@ say_time_split() { # workload-index target-ratio
 }
 say ""
 ld=$(median_of "$latency_index" direct 6)
-say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$ld") ms; added by the pooler $(round_added "$latency_index" pooler), by PgBouncer $(round_added "$latency_index" pgbouncer) (medians of each round's difference)"
+lp=$(round_added "$latency_index" pooler)
+lb=$(round_added "$latency_index" pgbouncer)
+say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$ld") ms; added by the pooler $(cell "$lp") ms, by PgBouncer $(cell "$lb") ms (medians of each round's difference)"
 cp=$(cpu_per_100k "$cpu_workload" pooler)
 cb=$(cpu_per_100k "$cpu_workload" pgbouncer)
 say "CPU per 100,000 transactions (${workload_labels[$cpu_workload]}, utime+stime): pooler $(cell "$cp") s, PgBouncer $(cell "$cb") s, pooler/PgBouncer $(ratio "$cp" "$cb")"
@@ -647,6 +649,39 @@ idle_line() { # name "before after n"
 if [ "$IDLE_CLIENTS" -gt 0 ]; then
     say "RSS with $IDLE_CLIENTS idle logged-in clients: $(idle_line pooler "$idle_pooler"); $(idle_line PgBouncer "$idle_pgbouncer")"
 fi
+
+# ---------------------------------------------------------------- the targets
+# Issue 10's targets beside the figures above. Information only: the exit status says
+# whether the bench ran, not whether a target was met.
+verdict() { # value op threshold
+    if [ -z "$1" ] || [ "$1" = n/a ] || [ -z "$3" ] || [ "$3" = n/a ]; then
+        echo "n/a"
+    else
+        awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "met" : "not met" }'
+    fi
+}
+target() { # label value op threshold
+    printf '  %-58s %8s %s %-8s %s\n' "$1" "$(cell "$2")" "$3" "$4" "$(verdict "$2" "$3" "$4")"
+}
+index_of() { # label
+    local i
+    for i in "${!workload_labels[@]}"; do
+        [ "${workload_labels[$i]}" != "$1" ] || { echo "$i"; return; }
+    done
+}
+rss_after() { echo "$1" | awk '{ print $2 }'; } # "before after n" -> after
+simple64=$(index_of "-S -M simple   -c 64") extended64=$(index_of "-S -M extended -c 64") prepared64=$(index_of "-S -M prepared -c 64")
+say ""
+say "issue 10's targets (figures from above):"
+target "1. -S -M simple -c 64: pooler/PgBouncer" "$(round_ratio "$simple64" pooler "$simple64" pgbouncer)" ">=" 1.15
+target "2. -S -M extended -c 64: pooler/PgBouncer" "$(round_ratio "$extended64" pooler "$extended64" pgbouncer)" ">=" 1.15
+target "3. -S -M prepared -c 64: pooler/direct" "$(round_ratio "$prepared64" pooler "$prepared64" direct)" ">=" 0.90
+target "4. -S -C -c 16: pooler/PgBouncer" "$(round_ratio "$connect_index" pooler "$connect_index" pgbouncer)" ">=" 1.20
+target "4. -S -C -c 16: pooler/direct" "$(round_ratio "$connect_index" pooler "$connect_index" direct)" ">=" 3.00
+target "5. latency added at 1 client, ms: pooler vs PgBouncer" "$lp" "<=" "$lb"
+target "6. CPU per transaction: pooler/PgBouncer" "$(ratio "$cp" "$cb")" "<=" 0.80
+target "7. RSS with $IDLE_CLIENTS idle clients, kB: pooler vs PgBouncer" "$(rss_after "$idle_pooler")" "<=" "$(rss_after "$idle_pgbouncer")"
+say "  8. workers 2/1 is reported above"
 say ""
 if [ -n "$failure_notes" ]; then
     say "failures:"
