@@ -405,9 +405,10 @@ pg_cpu_ticks() {
     local pm
     pm=$(head -n 1 "$tmp/data/postmaster.pid" 2>/dev/null) || pm=""
     [ -n "$pm" ] || { echo 0; return; }
-    # Processes may end between the glob and the read; drop the command name (it may
-    # hold spaces) so that the fields count from the state: ppid $3, utime $13 ...
-    cat /proc/[0-9]*/stat 2>/dev/null | sed 's/^\([0-9]*\) (.*) /\1 /' |
+    # Processes may end between the glob and the read (cat then fails, which pipefail
+    # would make fatal); drop the command name (it may hold spaces) so that the fields
+    # count from the pid: ppid $3, utime $13 ...
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed 's/^\([0-9]*\) (.*) /\1 /' |
         awk -v pm="$pm" '$1 == pm { s += $13 + $14 + $15 + $16 } $3 == pm { s += $13 + $14 } END { print s + 0 }'
 }
 # CPU of this shell's reaped children (pgbench, run in the foreground) in clock ticks.
