@@ -156,7 +156,10 @@ pub struct PoolState {
     /// The settings sets of recent clients, to share between clients that have equal
     /// ones (see [`ParamSet::share`]).
     pub client_params: Vec<ParamSet>,
-    idle: Vec<ServerConn>,
+    /// Boxed because a server travels between this list and the workers as a box: kept
+    /// boxed here, a transaction's release and checkout cost no allocation and no copy.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     /// Open plus opening servers, wherever they are.
     pub total: u32,
     pub connecting: u32,
@@ -270,7 +273,7 @@ impl Pool {
             .iter()
             .rposition(|s| s.parked_on == Some(waiter.worker));
         if let Some(i) = here.or(st.idle.len().checked_sub(1)) {
-            return Checkout::Server(Box::new(st.idle.remove(i)));
+            return Checkout::Server(st.idle.remove(i));
         }
         st.waiters.push_back((waiter, now));
         let launch = self.reserve_launch(&mut st);
@@ -377,7 +380,7 @@ impl Pool {
         if let Some(w) = st.waiters.pop_front().map(|(w, _)| w) {
             return Release::ToWaiter(w, server);
         }
-        st.idle.push(*server);
+        st.idle.push(server);
         Release::Pooled
     }
 
@@ -442,7 +445,7 @@ impl Pool {
             // finding out here keeps min_pool_size honest and checkouts fast.
             let dead = !s.stream.is_quiet();
             if removed || too_idle || too_old || dead || s.generation != generation {
-                expired.push(s);
+                expired.push(*s);
             } else {
                 keep.push(s);
             }
@@ -461,7 +464,7 @@ impl Pool {
         let i = st.idle.iter().position(|s| s.id == id)?;
         let conn = st.idle.remove(i);
         self.forget_server(&mut st);
-        Some(conn)
+        Some(*conn)
     }
 
     /// Whether idle server `id` is still here, parked on `worker`.
@@ -476,7 +479,7 @@ impl Pool {
     /// admin console's KILL).
     pub fn take_all_idle(&self) -> Vec<ServerConn> {
         let mut st = self.lock();
-        let all: Vec<ServerConn> = st.idle.drain(..).collect();
+        let all: Vec<ServerConn> = st.idle.drain(..).map(|s| *s).collect();
         for _ in 0..all.len() {
             self.forget_server(&mut st);
         }
@@ -491,7 +494,7 @@ impl Pool {
     }
 
     /// Reads the idle servers without taking them (the admin console).
-    pub fn with_idle<R>(&self, f: impl FnOnce(&PoolState, &[ServerConn]) -> R) -> R {
+    pub fn with_idle<R>(&self, f: impl FnOnce(&PoolState, &[Box<ServerConn>]) -> R) -> R {
         let st = self.lock();
         f(&st, &st.idle)
     }

@@ -76,10 +76,14 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 const READS_PER_TURN: usize = 16;
 /// A client sending more than this while waiting for a server is paused.
 const WAITING_INPUT_LIMIT: usize = 256 * 1024;
-/// Clients must finish the startup and authentication exchange within this time.
+/// How often a worker looks at its timers (login, idle and query timeouts, drains) when
+/// no socket wakes it sooner.
 const TICK: Duration = Duration::from_millis(100);
 /// How often a worker frees the spare relay buffers a whole interval did not use.
 const BUF_TRIM_EVERY: Duration = Duration::from_secs(2);
+/// Spare trackers a worker keeps: enough for the servers one worker links at once in
+/// a busy transaction-mode pool, small enough not to matter when idle.
+const SPARE_TRACKERS: usize = 64;
 /// A cancel thread that never reports (it could not even start) stops holding its
 /// server after this long.
 const CANCEL_DELIVERY_LIMIT: Duration = Duration::from_secs(10);
@@ -527,6 +531,10 @@ pub struct Worker {
     server_slots: ServerIdMap<ConnRef>,
     /// Idle servers in their pool whose sockets are still registered here, by id.
     parked: ServerIdMap<std::sync::Weak<Pool>>,
+    /// Trackers of servers that left this worker, kept for their queue's capacity: a
+    /// transaction-mode server is adopted and released once per transaction, and a new
+    /// tracker's first request would allocate.
+    spare_trackers: Vec<Tracker>,
     next_generation: u32,
     bufs: BufPool,
     scratch: Vec<u8>,
@@ -569,6 +577,7 @@ impl Worker {
                 servers: Slab::new(),
                 server_slots: ServerIdMap::default(),
                 parked: ServerIdMap::default(),
+                spare_trackers: Vec::new(),
                 next_generation: 1,
                 bufs: BufPool::default(),
                 scratch: Vec::new(),
@@ -1637,7 +1646,10 @@ impl Worker {
         let generation = self.next_gen();
         let entry = self.servers.vacant_entry();
         let index = entry.key();
-        let s = Server::new(generation, conn, pool, ServerState::Linked, None);
+        let mut s = Server::new(generation, conn, pool, ServerState::Linked, None);
+        if let Some(tracker) = self.spare_trackers.pop() {
+            s.tracker = tracker;
+        }
         if let Err(e) = registered {
             log::warn!("cannot register server {}: {e}", s.conn.id);
             let pool = s.pool.clone();
@@ -1805,6 +1817,7 @@ impl Worker {
         let _ = self.poll.registry().deregister(&mut s.conn.stream);
         s.inbuf.release_if_empty(&mut self.bufs);
         s.outbuf.release_if_empty(&mut self.bufs);
+        self.keep_tracker(std::mem::take(&mut s.tracker));
         Some(s.conn)
     }
 
@@ -1816,9 +1829,18 @@ impl Worker {
         self.server_slots.remove(&s.conn.id);
         s.inbuf.release_if_empty(&mut self.bufs);
         s.outbuf.release_if_empty(&mut self.bufs);
+        self.keep_tracker(std::mem::take(&mut s.tracker));
         s.conn.parked_on = Some(self.id);
         self.parked.insert(s.conn.id, Arc::downgrade(&s.pool));
         Some(s.conn)
+    }
+
+    /// Keeps a departing server's tracker for the next adopted one, if it holds nothing
+    /// of its server's state (a server leaves between requests, so it should not).
+    fn keep_tracker(&mut self, tracker: Tracker) {
+        if tracker.is_clean() && self.spare_trackers.len() < SPARE_TRACKERS {
+            self.spare_trackers.push(tracker);
+        }
     }
 
     /// A parked server became readable: PostgreSQL closed the idle session (restart,

@@ -72,6 +72,11 @@ impl Tracker {
         self.queue.is_empty()
     }
 
+    /// Whether this tracker is as good as a new one (its queue may have capacity).
+    pub fn is_clean(&self) -> bool {
+        self.queue.is_empty() && !self.skipping && self.syncs == 0 && !self.copy_in
+    }
+
     pub fn front(&self) -> Option<&Pending> {
         self.queue.front()
     }
@@ -1136,6 +1141,30 @@ mod tests {
         assert_eq!(tags(&h.take_client_out()), b"EZ");
         assert!(h.tracker.is_empty());
         assert!(h.prepared.is_empty());
+    }
+
+    #[test]
+    fn a_tracker_is_clean_again_once_its_requests_are_answered() {
+        let mut h = BufferedLink::new(2);
+        let batch = [
+            parse("bad", "SELEC 1"),
+            bind("bad"),
+            msg(b'E', |m| m.cstr("").i32(0)),
+            msg(b'S', |m| m),
+        ]
+        .concat();
+        h.client_sends(&batch);
+        h.take_server_out();
+        assert!(!h.tracker.is_clean());
+        let mut err = Vec::new();
+        protocol::error_response(&mut err, protocol::Severity::Error, "42601", "syntax");
+        h.server_sends(&err);
+        assert!(!h.tracker.is_clean(), "still skipping to the Sync");
+        h.server_sends(&msg(b'Z', |m| m.u8(b'I')));
+        assert!(
+            h.tracker.is_clean(),
+            "a worker may hand it to the next server"
+        );
     }
 
     #[test]
