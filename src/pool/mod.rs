@@ -263,9 +263,8 @@ impl Pool {
         }
     }
 
-    pub fn checkout(&self, waiter: Waiter) -> Checkout {
+    pub fn checkout(&self, waiter: Waiter, now: Instant) -> Checkout {
         let mut st = self.lock();
-        let now = Instant::now();
         st.last_used = now;
         // Most recently used first, and one parked on the asking worker before any other.
         let here = st
@@ -788,7 +787,7 @@ mod tests {
         let p = pool();
         for (worker, index) in [(1, 0), (0, 1), (1, 2)] {
             assert!(matches!(
-                p.checkout(waiter(worker, index)),
+                p.checkout(waiter(worker, index), Instant::now()),
                 Checkout::Wait { .. }
             ));
         }
@@ -800,7 +799,10 @@ mod tests {
             "none local: head"
         );
         let later = now + HANDOFF_PATIENCE * 2;
-        assert!(matches!(p.checkout(waiter(0, 3)), Checkout::Wait { .. }));
+        assert!(matches!(
+            p.checkout(waiter(0, 3), Instant::now()),
+            Checkout::Wait { .. }
+        ));
         assert_eq!(
             p.pop_waiter_for(0, later),
             Some(waiter(1, 2)),

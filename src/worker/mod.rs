@@ -397,8 +397,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn count_queries(&mut self, ev: &relay::ServerEvents) {
-        let now = Instant::now();
+    fn count_queries(&mut self, ev: &relay::ServerEvents, now: Instant) {
         let stats = &self.pool.stats;
         let busy = !self.tracker.is_empty();
         stats
@@ -542,6 +541,9 @@ pub struct Worker {
     deferred_clients: Vec<ConnRef>,
     deferred_servers: Vec<ConnRef>,
     shutdown: Option<ShutdownMode>,
+    /// When this loop round began: one clock read per round serves the timestamps a
+    /// transaction takes (activity, waits, query times), as PgBouncer's cached time does.
+    now: Instant,
     last_tick: Instant,
     bufs_trimmed_at: Instant,
     /// Clients PAUSE holds, to ask for servers again at RESUME.
@@ -585,6 +587,7 @@ impl Worker {
                 deferred_clients: Vec::new(),
                 deferred_servers: Vec::new(),
                 shutdown: None,
+                now: Instant::now(),
                 last_tick: Instant::now(),
                 bufs_trimmed_at: Instant::now(),
                 held: Vec::new(),
@@ -617,6 +620,7 @@ impl Worker {
                 }
                 continue;
             }
+            self.now = Instant::now();
             for ev in events.iter() {
                 if ev.token() == WAKER_TOKEN {
                     self.drain_inbox();
@@ -678,7 +682,7 @@ impl Worker {
             for sref in ds {
                 self.drive_server(sref);
             }
-            let now = Instant::now();
+            let now = self.now;
             if now.duration_since(self.last_tick) >= TICK {
                 self.last_tick = now;
                 self.check_timers(now);
@@ -1019,7 +1023,7 @@ impl Worker {
             let outcome = c.inbuf.read_from(&mut self.bufs, &mut io);
             match outcome {
                 Ok(ReadOutcome::Data { short }) => {
-                    c.last_activity = Instant::now();
+                    c.last_activity = self.now;
                     if let Some(pool) = &c.pool {
                         let n = c.inbuf.len().saturating_sub(before) as u64;
                         pool.stats.received.fetch_add(n, Ordering::Relaxed);
@@ -1201,16 +1205,17 @@ impl Worker {
         if c.state != ClientState::WaitingLogin {
             c.state = ClientState::Waiting;
         }
-        c.wait_started = Instant::now();
+        c.wait_started = self.now;
         if self.shared.control.is_paused(&c.database) {
             self.held.push(cref);
             return;
         }
         loop {
-            match pool.checkout(Waiter {
+            let waiter = Waiter {
                 worker,
                 client: cref,
-            }) {
+            };
+            match pool.checkout(waiter, self.now) {
                 crate::pool::Checkout::Server(conn) => {
                     // One parked here would have been reported by the poll already.
                     if conn.parked_on != Some(worker) && !conn.stream.is_quiet() {
@@ -1269,7 +1274,7 @@ impl Worker {
             self.shared.control.counters.guardrail(refused, ctx.refused);
         }
         if was_idle && !s.tracker.is_empty() {
-            let now = Instant::now();
+            let now = self.now;
             s.query_started = Some(now);
             s.xact_started.get_or_insert(now);
         }
@@ -1491,7 +1496,7 @@ impl Worker {
             return;
         }
         if ev.queries > 0 {
-            s.count_queries(&ev);
+            s.count_queries(&ev, self.now);
         }
         let cref = s.client;
         if let Some(which) = ev.limit_hit {
@@ -1737,7 +1742,7 @@ impl Worker {
         };
         debug_assert!(s.client.is_none());
         let pool = s.pool.clone();
-        let now = Instant::now();
+        let now = self.now;
         if !s.inbuf.is_empty() || !s.outbuf.is_empty() || s.fwd_remaining > 0 {
             self.close_server(sref, "unexpected bytes at release");
             return;
