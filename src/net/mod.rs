@@ -189,6 +189,8 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, addr) = l.accept()?;
+                // Elsewhere the listener's TCP_NODELAY may not carry over.
+                #[cfg(not(target_os = "linux"))]
                 let _ = s.set_nodelay(true);
                 Ok((Stream::Tcp(s), addr.to_string()))
             }
@@ -244,6 +246,9 @@ pub fn bind_tcp_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener>
     // kernel's wait (about a second) runs out, and client_login_timeout applies.
     #[cfg(target_os = "linux")]
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1)?;
+    // Linux hands TCP_NODELAY down to accepted sockets: set once here, not per client.
+    #[cfg(target_os = "linux")]
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
     if addr.is_ipv6() {
         // "::" should mean IPv6 only, since "*" binds 0.0.0.0 separately.
         set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
@@ -347,4 +352,42 @@ pub fn listen_addrs(entries: &[String], port: u16) -> io::Result<Vec<SocketAddr>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_clients_have_nodelay() {
+        let std_listener = match bind_tcp_reuseport("127.0.0.1:0".parse().expect("literal")) {
+            Ok(l) => l,
+            Err(e) => panic!("bind: {e}"),
+        };
+        let addr = std_listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let listener = Listener::Tcp(TcpListener::from_std(std_listener));
+        let mut client = std::net::TcpStream::connect(addr).expect("connect to own listener");
+        // TCP_DEFER_ACCEPT holds the connection until data arrives; send a byte.
+        std::io::Write::write_all(&mut client, b"x").expect("send a byte");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no connection to accept"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        match stream {
+            Stream::Tcp(s) => assert!(s.nodelay().expect("getsockopt")),
+            Stream::Unix(_) => panic!("a TCP listener accepted a Unix stream"),
+        }
+    }
 }
