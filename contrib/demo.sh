@@ -66,17 +66,9 @@ while port_in_use "$pg_port" || [ "$pg_port" = "$DEMO_PORT" ]; do
 done
 
 echo "demo: starting PostgreSQL in $tmp on 127.0.0.1:$pg_port ..."
-as_pg initdb -D "$tmp/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync \
-    >"$tmp/initdb.log" 2>&1 || { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
-as_pg mkdir -p "$tmp/pgsock"
-cat >>"$tmp/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = '$tmp/pgsock'
+start_throwaway_pg "$tmp" "$pg_port" scram-sha-256 "$tmp/pgsock" <<EOF
 fsync = off
 EOF
-as_pg pg_ctl -D "$tmp/data" -l "$tmp/postgres.log" -w -t 60 start >/dev/null ||
-    { tail -n 20 "$tmp/postgres.log" >&2; die "PostgreSQL did not start"; }
 pg_started=1
 
 psql -X -q -v ON_ERROR_STOP=1 -h "$tmp/pgsock" -p "$pg_port" -U postgres -d postgres \

@@ -218,13 +218,7 @@ trap 'exit 143' TERM
 pick_port
 pg_port=$port
 say "starting PostgreSQL on 127.0.0.1:$pg_port ..."
-as_pg initdb -D "$tmp/data" -U postgres --auth-local=trust --auth-host=md5 -E UTF8 --no-sync \
-    >"$tmp/initdb.log" 2>&1 || { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
-as_pg mkdir -p "$tmp/sock"
-cat >>"$tmp/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = '$tmp/sock'
+start_throwaway_pg "$tmp" "$pg_port" md5 "$tmp/sock" <<EOF
 # direct runs open 64 connections, each pool 20 (the pooler has 5, PgBouncer 2), plus
 # psql and headroom
 max_connections = 300
