@@ -360,10 +360,8 @@ mod tests {
 
     #[test]
     fn accepted_clients_have_nodelay() {
-        let std_listener = match bind_tcp_reuseport("127.0.0.1:0".parse().expect("literal")) {
-            Ok(l) => l,
-            Err(e) => panic!("bind: {e}"),
-        };
+        let std_listener = bind_tcp_reuseport("127.0.0.1:0".parse().expect("literal"))
+            .expect("bind a listener on a free port");
         let addr = std_listener
             .local_addr()
             .expect("bound listener has an address");
