@@ -391,6 +391,15 @@ cpu_ticks() {
     fi
 }
 
+# stime alone: the kernel's share of the above, mostly the system calls themselves.
+kernel_ticks() {
+    if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+        sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $13 }'
+    else
+        echo 0
+    fi
+}
+
 # CPU of PostgreSQL's processes in clock ticks: the postmaster's own and that of its
 # children already reaped (a -C run's direct backends), plus every live child's.
 pg_cpu_ticks() {
@@ -419,7 +428,7 @@ port_of() {
 
 mkdir -p "$tmp/runs"
 : >"$tmp/results"   # lines: workload-index target tps failed exit-status latency-ms cpu-ticks transactions round
-#                         postgres-ticks pgbench-ticks machine-busy-ticks machine-idle-ticks
+#                         postgres-ticks pgbench-ticks machine-busy-ticks machine-idle-ticks kernel-ticks
 want_workload() { [ -z "${BENCH_WORKLOADS:-}" ] || case " $BENCH_WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for round in $(seq 1 "$ROUNDS"); do
     for i in "${!workload_flags[@]}"; do
@@ -451,7 +460,7 @@ for round in $(seq 1 "$ROUNDS"); do
             esac
             # The readings before pgbench come last and those after it first, so the
             # reaped-children figure holds pgbench and not the readers themselves.
-            ticks0=$(cpu_ticks "$pid") pg0=$(pg_cpu_ticks)
+            ticks0=$(cpu_ticks "$pid") kernel0=$(kernel_ticks "$pid") pg0=$(pg_cpu_ticks)
             read -r busy0 idle0 < <(machine_ticks)
             bench0=$(children_cpu_ticks)
             log="$tmp/runs/r$round-w$i-$target.log"
@@ -461,7 +470,8 @@ for round in $(seq 1 "$ROUNDS"); do
                 -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$log" 2>&1 || rc=$?
             bench_ticks=$(( $(children_cpu_ticks) - bench0 ))
             read -r busy1 idle1 < <(machine_ticks)
-            ticks=$(( $(cpu_ticks "$pid") - ticks0 )) pg_ticks=$(( $(pg_cpu_ticks) - pg0 ))
+            ticks=$(( $(cpu_ticks "$pid") - ticks0 )) kernel=$(( $(kernel_ticks "$pid") - kernel0 ))
+            pg_ticks=$(( $(pg_cpu_ticks) - pg0 ))
             # PG 15 prints one tps line: "tps = N (without initial connection time)", or with
             # -C "tps = N (including reconnection times)", which counts the connection set-up
             # that -C is meant to measure. Either way it is the one line starting "tps = ".
@@ -478,7 +488,7 @@ for round in $(seq 1 "$ROUNDS"); do
             else
                 printf '\n'
             fi
-            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0} $round $pg_ticks $bench_ticks $((busy1 - busy0)) $((idle1 - idle0))" >>"$tmp/results"
+            echo "$i $target $tps $failed $rc ${latency:-0} $ticks ${xacts:-0} $round $pg_ticks $bench_ticks $((busy1 - busy0)) $((idle1 - idle0)) $kernel" >>"$tmp/results"
             if [ "$target" = pooler ] && ! kill -0 "$pooler_pid" 2>/dev/null; then
                 say "bench: the pooler exited during this run; the end of its log:" >&2
                 tail -n 30 "$tmp/pooler.log" | sed 's/^/  /' >&2
@@ -579,6 +589,26 @@ cpu_per_100k() { # workload-index target -> seconds
     awk -v w="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" '$1 == w && $2 == t && $5 == 0 { ticks += $7; n += $8 }
         END { if (n > 0 && ticks > 0) printf "%.2f", ticks / hz / n * 100000 }' "$tmp/results"
 }
+# A target's CPU per transaction over a workload's runs in µs, split: "user kernel".
+cpu_split() { # workload-index target
+    awk -v w="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" '$1 == w && $2 == t && $5 == 0 && NF >= 14 { all += $7; k += $14; n += $8 }
+        END { if (n > 0 && all > 0) { f = 1e6 / hz / n; printf "%.1f %.1f\n", (all - k) * f, k * f } }' "$tmp/results"
+}
+# Both poolers' user and kernel time per transaction, and what target 6 asks beside the
+# kernel's share alone (the system calls that both poolers make).
+say_cpu_split() { # workload-index target-ratio
+    local sp sb
+    sp=$(cpu_split "$1" pooler)
+    sb=$(cpu_split "$1" pgbouncer)
+    [ -n "$sp" ] && [ -n "$sb" ] || return 0
+    awk -v label="${workload_labels[$1]}" -v want="$2" -v sp="$sp" -v sb="$sb" 'BEGIN {
+        split(sp, p, " "); split(sb, b, " ")
+        printf "CPU per transaction (%s): pooler %.1f µs = user %.1f + kernel %.1f; PgBouncer %.1f µs = user %.1f + kernel %.1f\n",
+            label, p[1] + p[2], p[1], p[2], b[1] + b[2], b[1], b[2]
+        printf "  %.2f x PgBouncer'"'"'s CPU is %.1f µs per transaction; the pooler'"'"'s kernel time alone was %.1f\n",
+            want, want * (b[1] + b[2]), p[2]
+    }'
+}
 index_of() { # label
     local i
     for i in "${!workload_labels[@]}"; do
@@ -623,6 +653,7 @@ say "latency at 1 client (${workload_labels[$latency_index]}): direct $(cell "$l
 cp=$(cpu_per_100k "$cpu_workload" pooler)
 cb=$(cpu_per_100k "$cpu_workload" pgbouncer)
 say "CPU per 100,000 transactions (${workload_labels[$cpu_workload]}, utime+stime): pooler $(cell "$cp") s, PgBouncer $(cell "$cb") s, pooler/PgBouncer $(ratio "$cp" "$cb")"
+say_cpu_split "$cpu_workload" 0.80
 w2=$(median "$cpu_workload" pooler)
 w1=$(median "$workers1_index" pooler)
 say_time_split "$cpu_workload" 1.15
