@@ -618,6 +618,7 @@ index_of() { # label
 latency_index=$(index_of "-S -M simple   -c 1")
 workers1_index=$(index_of "-S -M simple -c 64 workers=1")
 connect_index=$(index_of "-S -C          -c 16")
+prepared64=$(index_of "-S -M prepared -c 64")
 # Where the machine's time went per transaction over a workload's runs against one
 # target, in µs: "pooler postgres pgbench rest idle total", total being cores x wall
 # clock. The pooler's CPU is what it costs itself; PostgreSQL's and pgbench's set the
@@ -628,21 +629,27 @@ time_split() { # workload-index target
         END { if (n > 0) { f = 1e6 / hz / n
             printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", p * f, g * f, b * f, (busy - p - g - b) * f, idle * f, (busy + idle) * f } }' "$tmp/results"
 }
-# The split of both poolers side by side, what a pooler that cost nothing could reach,
-# and what the issue's target ratio would ask of the pooler's own CPU.
-say_time_split() { # workload-index target-ratio
-    local sp sb
+# The split of the pooler's runs beside another target's (PgBouncer's, or direct's for
+# the target set against PostgreSQL), what a pooler that cost nothing could reach, and
+# what the issue's target ratio would ask of the pooler's own CPU, beside the kernel's
+# share of what it spent.
+say_time_split() { # workload-index other-target target-ratio
+    local sp so kp name
     sp=$(time_split "$1" pooler)
-    sb=$(time_split "$1" pgbouncer)
-    [ -n "$sp" ] && [ -n "$sb" ] || return 0
-    awk -v label="${workload_labels[$1]}" -v want="$2" -v cores="$(nproc)" -v sp="$sp" -v sb="$sb" 'BEGIN {
-        split(sp, p, " "); split(sb, b, " ")
-        printf "machine time per transaction (%s, %d cores x wall clock, µs): pooler run %d = pooler %d + PostgreSQL %d + pgbench %d + rest %d + idle %d; PgBouncer run %d = PgBouncer %d + PostgreSQL %d + pgbench %d + rest %d + idle %d\n",
-            label, cores, p[6], p[1], p[2], p[3], p[4], p[5], b[6], b[1], b[2], b[3], b[4], b[5]
+    so=$(time_split "$1" "$2")
+    kp=$(cpu_split "$1" pooler)
+    [ -n "$sp" ] && [ -n "$so" ] || return 0
+    case "$2" in pgbouncer) name=PgBouncer ;; *) name=$2 ;; esac
+    awk -v label="${workload_labels[$1]}" -v name="$name" -v want="$3" -v cores="$(nproc)" -v sp="$sp" -v so="$so" -v kp="${kp:-0 0}" 'BEGIN {
+        split(sp, p, " "); split(so, o, " "); split(kp, k, " ")
+        printf "machine time per transaction (%s, %d cores x wall clock, µs): pooler run %d = pooler %d + PostgreSQL %d + pgbench %d + rest %d + idle %d; %s run %d = ",
+            label, cores, p[6], p[1], p[2], p[3], p[4], p[5], name, o[6]
+        if (name != "direct") printf "%s %d + ", name, o[1]
+        printf "PostgreSQL %d + pgbench %d + rest %d + idle %d\n", o[2], o[3], o[4], o[5]
         others = p[2] + p[3] + p[4]
         if (others > 0)
-            printf "  a pooler costing no CPU and leaving no core idle would reach at most %.2f x PgBouncer'"'"'s TPS here; %.2f x needs the pooler at <= %d µs per transaction (it spent %d)\n",
-                b[6] / others, want, b[6] / want - others, p[1]
+            printf "  a pooler costing no CPU and leaving no core idle would reach at most %.2f x %s'"'"'s TPS here; %.2f x needs the pooler at <= %d µs per transaction (it spent %d, %d of it in the kernel)\n",
+                o[6] / others, name, want, o[6] / want - others, p[1], k[2]
     }'
 }
 say ""
@@ -656,8 +663,9 @@ say "CPU per 100,000 transactions (${workload_labels[$cpu_workload]}, utime+stim
 say_cpu_split "$cpu_workload" 0.80
 w2=$(median "$cpu_workload" pooler)
 w1=$(median "$workers1_index" pooler)
-say_time_split "$cpu_workload" 1.15
-[ -z "$connect_index" ] || say_time_split "$connect_index" 1.2
+say_time_split "$cpu_workload" pgbouncer 1.15
+[ -z "$connect_index" ] || say_time_split "$connect_index" pgbouncer 1.2
+[ -z "$prepared64" ] || say_time_split "$prepared64" direct 0.9
 say "workers (${workload_labels[$cpu_workload]}): 2 workers $(cell "$w2") TPS, 1 worker $(cell "$w1") TPS, 2/1 $(round_ratio "$cpu_workload" pooler "$workers1_index" pooler)"
 say "-M prepared: PgBouncer 1.18 cannot keep prepared statements in transaction mode, so its cell is n/a"
 idle_line() { # name "before after n"
@@ -687,7 +695,7 @@ target() { # label value op threshold
     printf '  %-58s %8s %s %-8s %s\n' "$1" "$(cell "$2")" "$3" "$4" "$(verdict "$2" "$3" "$4")"
 }
 rss_after() { echo "$1" | awk '{ print $2 }'; } # "before after n" -> after
-extended64=$(index_of "-S -M extended -c 64") prepared64=$(index_of "-S -M prepared -c 64")
+extended64=$(index_of "-S -M extended -c 64")
 say ""
 say "issue 10's targets (figures from above):"
 target "1. -S -M simple -c 64: pooler/PgBouncer" "$(round_ratio "$cpu_workload" pooler "$cpu_workload" pgbouncer)" ">=" 1.15
