@@ -96,12 +96,24 @@ pub fn run(path: &Path) -> Result<(), StartError> {
     let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     let addrs = net::listen_addrs(&p.listen_addr, p.listen_port)
         .map_err(|e| StartError::Listen(format!("listen_addr: {e}")))?;
+    // Asked before our own listeners exist, told once they do (a failed bind says more).
+    let shared_addrs: Vec<_> = addrs
+        .iter()
+        .filter(|a| net::tcp_addr_has_listener(**a))
+        .collect();
     for addr in &addrs {
         for listeners in per_worker.iter_mut() {
             let l = net::bind_tcp_reuseport(*addr)
                 .map_err(|e| StartError::Listen(format!("cannot listen on {addr}: {e}")))?;
             listeners.push(Listener::Tcp(mio::net::TcpListener::from_std(l)));
         }
+    }
+    for addr in shared_addrs {
+        log::warn!(
+            "another process already listens on {addr}: the kernel shares new connections \
+             between it and this pooler (SO_REUSEPORT) until it stops; right while this \
+             pooler takes over from another, a mistake otherwise"
+        );
     }
     let mut unix_socket = None;
     if !p.unix_socket_dir.is_empty() {

@@ -226,18 +226,8 @@ impl Source for Listener {
 /// A TCP listener with SO_REUSEPORT, so every worker binds its own socket on the same
 /// address and the kernel spreads new connections across workers without a hand-off.
 pub fn bind_tcp_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the fd is owned by the TcpListener below or closed on error.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket we own; from here on drop closes it.
-    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let listener = tcp_socket(&addr)?;
+    let fd = listener.as_raw_fd();
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     // Wake the pooler for a new connection only once its first bytes (SSLRequest or
@@ -249,21 +239,57 @@ pub fn bind_tcp_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener>
     // Linux hands TCP_NODELAY down to accepted sockets: set once here, not per client.
     #[cfg(target_os = "linux")]
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-    if addr.is_ipv6() {
-        // "::" should mean IPv6 only, since "*" binds 0.0.0.0 separately.
-        set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-    }
-    let (storage, len) = sockaddr_of(&addr);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes for this family.
-    if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    bind_socket(fd, &addr)?;
     // SAFETY: listen on our own bound socket.
     if unsafe { libc::listen(fd, 1024) } < 0 {
         return Err(io::Error::last_os_error());
     }
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// Whether another socket listens on `addr` already, e.g. a pooler this one takes over
+/// from: with SO_REUSEPORT both would then share new connections. Asked before this
+/// process binds its own: a bind without SO_REUSEPORT fails only for a listener
+/// (SO_REUSEADDR lets it past connections left in TIME_WAIT).
+pub fn tcp_addr_has_listener(addr: SocketAddr) -> bool {
+    let Ok(probe) = tcp_socket(&addr) else {
+        return false;
+    };
+    let fd = probe.as_raw_fd();
+    if set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1).is_err() {
+        return false;
+    }
+    matches!(bind_socket(fd, &addr), Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE))
+}
+
+/// A fresh TCP socket for `addr`'s family, owned (closed on drop) by the listener type.
+fn tcp_socket(addr: &SocketAddr) -> io::Result<std::net::TcpListener> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the fd is owned by the TcpListener below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own; from here on drop closes it.
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(fd) })
+}
+
+fn bind_socket(fd: RawFd, addr: &SocketAddr) -> io::Result<()> {
+    if addr.is_ipv6() {
+        // "::" should mean IPv6 only, since "*" binds 0.0.0.0 separately.
+        set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    let (storage, len) = sockaddr_of(addr);
+    // SAFETY: storage holds a valid sockaddr of `len` bytes for this family.
+    if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {

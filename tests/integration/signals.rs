@@ -366,4 +366,9 @@ fn second_pooler_takes_over_the_port_while_the_first_drains() {
         second.one(&mut second.client(), "SELECT 'second'"),
         "second"
     );
+    // The successor says it shares the port with a running process; the first, alone
+    // on it when it started, does not.
+    let shared = "another process already listens on 127.0.0.1:";
+    assert!(second.log_since(0).contains(shared), "{}", second.ctx());
+    assert!(!first.log_since(0).contains(shared), "{}", first.ctx());
 }
