@@ -380,23 +380,14 @@ pid_of() {
     esac
 }
 
-# utime + stime of a process in clock ticks; 0 for none (direct: PostgreSQL's many
-# processes are not one pid).
+# "utime+stime stime" of a process in clock ticks (stime: the kernel's share, mostly the
+# system calls); "0 0" for none (direct: PostgreSQL's many processes are not one pid).
 cpu_ticks() {
     if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
         # The command name in field 2 may hold spaces: count from after its ')'.
-        sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+        sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13, $13 }'
     else
-        echo 0
-    fi
-}
-
-# stime alone: the kernel's share of the above, mostly the system calls themselves.
-kernel_ticks() {
-    if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
-        sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $13 }'
-    else
-        echo 0
+        echo 0 0
     fi
 }
 
@@ -460,7 +451,8 @@ for round in $(seq 1 "$ROUNDS"); do
             esac
             # The readings before pgbench come last and those after it first, so the
             # reaped-children figure holds pgbench and not the readers themselves.
-            ticks0=$(cpu_ticks "$pid") kernel0=$(kernel_ticks "$pid") pg0=$(pg_cpu_ticks)
+            read -r ticks0 kernel0 < <(cpu_ticks "$pid")
+            pg0=$(pg_cpu_ticks)
             read -r busy0 idle0 < <(machine_ticks)
             bench0=$(children_cpu_ticks)
             log="$tmp/runs/r$round-w$i-$target.log"
@@ -470,7 +462,8 @@ for round in $(seq 1 "$ROUNDS"); do
                 -h 127.0.0.1 -p "$port" -U "$user" "$db" >"$log" 2>&1 || rc=$?
             bench_ticks=$(( $(children_cpu_ticks) - bench0 ))
             read -r busy1 idle1 < <(machine_ticks)
-            ticks=$(( $(cpu_ticks "$pid") - ticks0 )) kernel=$(( $(kernel_ticks "$pid") - kernel0 ))
+            read -r ticks1 kernel1 < <(cpu_ticks "$pid")
+            ticks=$((ticks1 - ticks0)) kernel=$((kernel1 - kernel0))
             pg_ticks=$(( $(pg_cpu_ticks) - pg0 ))
             # PG 15 prints one tps line: "tps = N (without initial connection time)", or with
             # -C "tps = N (including reconnection times)", which counts the connection set-up
